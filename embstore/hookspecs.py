@@ -1,0 +1,25 @@
+"""The whole extension surface of embstore.
+
+Built-in plugins (embstore_plugins.*) and a team's own package register through
+these same hooks and the same ``embstore`` entry-point group. Registration is by
+callback: a plugin calls ``register(cls)`` once for each thing it offers.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("embstore")
+hookimpl = pluggy.HookimplMarker("embstore")
+
+
+@hookspec
+def register_producers(register: Callable[[type], None]) -> None:
+    """Register Producer subclasses: ``register(MyProducer)`` for each."""
+
+
+@hookspec
+def register_retrievers(register: Callable[[type], None]) -> None:
+    """Register Retriever subclasses: ``register(MyRetriever)`` for each."""
