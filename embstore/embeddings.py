@@ -79,12 +79,13 @@ class Embeddings:
         if not finite.all():
             row = int(np.where(~finite.all(axis=1))[0][0])
             raise EmbeddingsError(
-                f"vector for id {ids[row]!r} (row {row}) has NaN or inf; "
+                f"vector for id {ids[row].item() if hasattr(ids[row], 'item') else ids[row]!r} (row {row}) has NaN or inf; "
                 "check the producer's learning rate or input weights"
             )
         uniq, counts = np.unique(ids.astype(str) if ids.dtype == object else ids, return_counts=True)
         if uniq.shape[0] != ids.shape[0]:
             dup = uniq[counts > 1][0]
+            dup = dup.item() if hasattr(dup, "item") else dup
             raise EmbeddingsError(f"duplicate id {dup!r}: ids must be unique")
         extras = {}
         for name, arr in self.extras.items():

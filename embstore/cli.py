@@ -1,0 +1,221 @@
+"""The ``embstore`` command. Exit 0 on success; on error one clear line and exit 1
+(2 for usage errors); ``--debug`` shows the traceback."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from embstore.errors import EmbstoreError
+
+
+class _State:
+    def __init__(self, home: str | None, debug: bool):
+        self.home = home
+        self.debug = debug
+
+    def store(self):
+        from embstore.store import EmbeddingStore
+
+        return EmbeddingStore(self.home)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+class _Group(click.Group):
+    """Turns embstore's own errors into one line (traceback only with --debug)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except EmbstoreError as exc:
+            if ctx.params.get("debug"):
+                raise
+            _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:  # an unexpected failure is still one line, with the way to see more
+            if ctx.params.get("debug"):
+                raise
+            _fail(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)")
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--home", envvar="EMBSTORE_HOME", type=click.Path(file_okay=False), help="store home directory [env EMBSTORE_HOME]")
+@click.option("--debug", is_flag=True, help="show tracebacks")
+@click.version_option(package_name="embstore")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None, debug: bool) -> None:
+    """embstore: train, version, publish into Feast and recall embeddings."""
+    ctx.obj = _State(home, debug)
+
+
+@cli.command()
+@click.option("--registry-url", help="SQLAlchemy URL of the version registry (default: sqlite file in HOME)")
+@click.pass_obj
+def init(state: _State, registry_url: str | None) -> None:
+    """Create a store home: settings, Feast repo, registry schema."""
+    from embstore.store import EmbeddingStore
+
+    settings = {"registry_url": registry_url} if registry_url else {}
+    store = EmbeddingStore.init(state.home, **settings)
+    click.echo(f"initialised {store.home}")
+
+
+@cli.command()
+@click.argument("producer")
+@click.option("--set", "set_name", required=True, help="embedding set to add a version to")
+@click.option("--input", "inputs", multiple=True, metavar="KIND=PATH", help="input file; KIND is interactions, edges, side_info, features or table")
+@click.option("--column", "columns", multiple=True, metavar="KIND.CANONICAL=ACTUAL", help="map a canonical column to the file's name, e.g. interactions.item_id=movieId")
+@click.option("--config", "config", multiple=True, metavar="KEY=VALUE", help="producer config")
+@click.option("--retriever", help="retriever plugin for the index (default from settings: faiss)")
+@click.option("--retriever-config", "retriever_config", multiple=True, metavar="KEY=VALUE", help="retriever config, e.g. index=hnsw")
+@click.option("--entity", help="join key of the set in Feast (default: the producer's, e.g. item_id)")
+@click.option("--promote", help="alias to move to the new version once published, e.g. prod")
+@click.option("--json", "as_json", is_flag=True, help="print the version as JSON")
+@click.pass_obj
+def run(state: _State, producer: str, set_name: str, inputs, columns, config, retriever, retriever_config,
+        entity, promote, as_json) -> None:
+    """Train PRODUCER on the inputs and publish a new version of --set; prints its ref."""
+    from embstore.config import parse_key_values
+    from embstore.inputs import InputSpec, Inputs, parse_input_arg
+
+    specs = {}
+    for arg in inputs:
+        spec = parse_input_arg(arg)
+        specs[spec.kind] = spec
+    for arg in columns:
+        target, sep, actual = arg.partition("=")
+        kind, dot, canonical = target.partition(".")
+        if not (sep and dot and actual and canonical):
+            raise click.UsageError(f"--column {arg!r} is not KIND.CANONICAL=ACTUAL")
+        if kind not in specs:
+            raise click.UsageError(f"--column {arg!r} names input {kind!r}, which no --input gives")
+        old = specs[kind]
+        specs[kind] = InputSpec(old.kind, old.path, {**dict(old.columns), canonical: actual})
+    store = state.store()
+    version = store.run(
+        producer, set_name, Inputs(list(specs.values())), parse_key_values(config, "--config"),
+        promote=promote, entity=entity, retriever=retriever,
+        retriever_config=parse_key_values(retriever_config, "--retriever-config"),
+    )
+    if as_json:
+        click.echo(json.dumps(version.as_dict(), default=str))
+    else:
+        click.echo(version.ref)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def versions(state: _State, name: str, as_json: bool) -> None:
+    """List the versions of set NAME with status and aliases."""
+    rows = state.store().versions(name)
+    if as_json:
+        click.echo(json.dumps([v.as_dict() for v in rows], default=str))
+        return
+    click.echo(f"{'version':>7}  {'status':9}  {'producer':12}  {'dim':>4}  {'count':>8}  {'created (UTC)':19}  aliases")
+    for v in rows:
+        click.echo(
+            f"{v.number:>7}  {v.status:9}  {v.producer:12}  {v.dim or '-':>4}  {v.count or '-':>8}  "
+            f"{v.created_at:%Y-%m-%d %H:%M:%S}  {','.join(v.aliases)}"
+            + (f"  ({v.error.splitlines()[0][:80]})" if v.error and v.status == "failed" else "")
+        )
+
+
+@cli.command()
+@click.argument("ref")
+@click.argument("alias")
+@click.pass_obj
+def promote(state: _State, ref: str, alias: str) -> None:
+    """Point ALIAS of the set at REF (set@3, set@canary, set)."""
+    v = state.store().promote(ref, alias)
+    click.echo(f"{v.set}@{alias} -> {v.ref}")
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("alias")
+@click.pass_obj
+def rollback(state: _State, name: str, alias: str) -> None:
+    """Point ALIAS of set NAME back at the version it named before its last move."""
+    v = state.store().rollback(name, alias)
+    click.echo(f"{name}@{alias} -> {v.ref}")
+
+
+@cli.command()
+@click.argument("ref")
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.pass_obj
+def export(state: _State, ref: str, out: str) -> None:
+    """Write REF's vectors to OUT.parquet (columns id, vector)."""
+    path = state.store().export(ref, out)
+    click.echo(str(path))
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--id", "ids", multiple=True, required=True, help="query id (repeat for several)")
+@click.option("-k", "k", type=int, default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def recall(state: _State, ref: str, ids, k: int, as_json: bool) -> None:
+    """Nearest neighbours of each --id in REF."""
+    store = state.store()
+    version = store.resolve(ref)
+    typed = [int(i) if version.id_type == "int64" and _is_int(i) else i for i in ids]
+    results = store.recall(ref, ids=typed, k=k)
+    if as_json:
+        click.echo(json.dumps({"ref": version.ref, "results": [r.as_dict() for r in results]}, default=str))
+        return
+    for r in results:
+        click.echo(f"{r.query!s} ({version.ref}):")
+        for rank, (i, s) in enumerate(zip(r.ids, r.scores), 1):
+            click.echo(f"  {rank:>3}. {i!s:<24} {s:.4f}")
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+        return True
+    except ValueError:
+        return False
+
+
+@cli.command()
+@click.pass_obj
+def gc(state: _State) -> None:
+    """Delete the files and Feast views of failed versions (published data untouched)."""
+    removed = state.store().gc()
+    click.echo("removed " + (", ".join(removed) if removed else "nothing"))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+def plugins(as_json: bool) -> None:
+    """List loaded plugins, their versions and what each provides."""
+    from embstore.plugins import get_registry
+
+    registry = get_registry()
+    rows = [p.as_dict() for p in registry.plugins.values()]
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    for p in rows:
+        provides = [f"producer:{n}" for n in p["producers"]] + [f"retriever:{n}" for n in p["retrievers"]]
+        click.echo(f"{p['name']:<16} {p['version']:<10} {', '.join(provides) or '-':<40} hooks: {', '.join(p['hooks'])}  [{p['source']}: {p['module']}]")
+
+
+def main() -> None:
+    cli(prog_name="embstore")
+
+
+if __name__ == "__main__":
+    main()

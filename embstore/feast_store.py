@@ -1,0 +1,170 @@
+"""Where versions meet Feast: one FeatureView per published version.
+
+Feast is imported lazily (it costs seconds and hundreds of MB), so the CLI's
+help and plugin listing stay instant.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+from embstore.errors import ConfigError, PublishError
+
+PROJECT = "embstore"
+ONLINE_CHUNK_ROWS = 10_000
+
+
+def feature_view_name(set_name: str, number: int) -> str:
+    return f"{set_name}__v{number}"
+
+
+def render_repo(repo: Path) -> None:
+    """Write HOME/feature_repo/feature_store.yaml from the packaged template (embedded default)."""
+    import embstore_feature_repo
+
+    template = (Path(embstore_feature_repo.__file__).parent / "feature_store.yaml").read_text()
+    data = repo / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    (repo / "feature_store.yaml").write_text(template.replace("{data}", str(data.resolve())))
+
+
+class FeastBackend:
+    """Applies, writes and reads the FeatureViews of embstore versions in one Feast repo."""
+
+    def __init__(self, repo: Path):
+        self.repo = repo
+        if not (repo / "feature_store.yaml").exists():
+            raise ConfigError(f"no Feast repo at {repo} (feature_store.yaml missing); run `embstore init`")
+        self._store = None
+
+    @property
+    def store(self):
+        if self._store is None:
+            logging.getLogger("feast").setLevel(logging.WARNING)
+            from feast import FeatureStore
+
+            self._store = FeatureStore(repo_path=str(self.repo))
+        return self._store
+
+    @contextmanager
+    def _apply_lock(self) -> Iterator[None]:
+        """Feast's file registry is read-modify-write: serialise appliers across processes."""
+        with open(self.repo / ".apply.lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def apply_version(self, set_name: str, number: int, entity: str, id_type: str, parquet: Path,
+                      extras: dict[str, np.ndarray]) -> str:
+        """Register the FeatureView pinned to this version; returns its name."""
+        from feast import Entity, FeatureView, Field, FileSource, ValueType
+        from feast.types import Array, Float32, Float64, Int64, String
+
+        value_type = ValueType.INT64 if id_type == "int64" else ValueType.STRING
+        name = feature_view_name(set_name, number)
+        with self._apply_lock():
+            existing = self.check_entity(entity, id_type)
+            ent = existing or Entity(name=entity, join_keys=[entity], value_type=value_type)
+            scalar = {"i": Int64, "u": Int64, "f": Float64}
+            schema = [
+                Field(name=entity, dtype=Int64 if id_type == "int64" else String),
+                Field(name="embedding", dtype=Array(Float32)),
+                Field(name="row", dtype=Int64),
+            ]
+            for col, arr in extras.items():
+                kind = arr.dtype.kind
+                if arr.ndim == 1 and kind in scalar:
+                    schema.append(Field(name=col, dtype=scalar[kind]))
+                elif arr.ndim == 2 and kind in "iuf":
+                    schema.append(Field(name=col, dtype=Array(Int64 if kind in "iu" else Float32)))
+                else:
+                    raise PublishError(f"extra {col!r} has dtype {arr.dtype} and {arr.ndim} dims; Feast can't store it")
+            source = FileSource(
+                name=f"{name}__source",
+                path=str(parquet.resolve()),
+                timestamp_field="event_timestamp",
+                created_timestamp_column="created_timestamp",
+            )
+            fv = FeatureView(
+                name=name,
+                entities=[ent],
+                schema=schema,
+                source=source,
+                ttl=timedelta(0),
+                online=True,
+                tags={"embstore_set": set_name, "embstore_version": str(number)},
+                description=f"embstore {set_name}@{number}",
+            )
+            self.store.apply([ent, source, fv])
+        return name
+
+    def check_entity(self, entity: str, id_type: str):
+        """The existing Feast entity of that name, if any; PublishError if its id type differs."""
+        from feast import ValueType
+
+        value_type = ValueType.INT64 if id_type == "int64" else ValueType.STRING
+        self.store.refresh_registry()
+        try:
+            existing = self.store.get_entity(entity)
+        except Exception:  # feast raises EntityNotFoundException
+            return None
+        if existing.value_type not in (value_type, ValueType.UNKNOWN):
+            raise PublishError(
+                f"Feast entity {entity!r} holds {existing.value_type.name} ids but this version has "
+                f"{id_type} ids; publish it under another entity name (--entity)"
+            )
+        return existing
+
+    def write_online(self, name: str, frame: pd.DataFrame, progress=None) -> None:
+        """Chunked writes (faster and leaner than materialize for whole-table loads)."""
+        for start in range(0, len(frame), ONLINE_CHUNK_ROWS):
+            chunk = frame.iloc[start : start + ONLINE_CHUNK_ROWS]
+            self.store.write_to_online_store(name, chunk)
+            if progress is not None:
+                progress(len(chunk))
+
+    def online_vectors(self, name: str, entity: str, ids: list) -> list:
+        """Vectors as Feast's online store returns them (None for unknown ids)."""
+        self.store.refresh_registry()
+        rows = [{entity: i} for i in ids]
+        out = self.store.get_online_features(features=[f"{name}:embedding"], entity_rows=rows).to_dict()
+        return out["embedding"]
+
+    def historical_rows(self, name: str, entity: str, pairs: pd.DataFrame) -> pd.Series:
+        """Point-in-time join of each (id, event_timestamp) pair to its row in the version.
+
+        ``pairs`` must be unique on (entity, event_timestamp) and carry a ``__pair``
+        column; Feast's file store drops duplicate pairs and rows dated before the
+        first feature row, so callers join the result back by ``__pair``.
+        """
+        self.store.refresh_registry()
+        job = self.store.get_historical_features(
+            entity_df=pairs, features=[f"{name}:row"], filter_by_created_timestamp=True
+        )
+        out = job.to_df()
+        rows = pd.Series(out["row"].to_numpy(), index=out["__pair"].to_numpy())
+        return rows
+
+    def delete_version(self, set_name: str, number: int) -> None:
+        name = feature_view_name(set_name, number)
+        with self._apply_lock():
+            self.store.refresh_registry()
+            try:
+                fv = self.store.get_feature_view(name)
+            except Exception:
+                return
+            self.store.apply([], objects_to_delete=[fv], partial=False)
+
+    def feature_view_names(self) -> list[str]:
+        self.store.refresh_registry()
+        return [fv.name for fv in self.store.list_feature_views()]

@@ -1,0 +1,400 @@
+"""The version registry: sets, versions, aliases and their history in SQL.
+
+Any SQLAlchemy URL works; the schema is brought to the Alembic head when the
+registry is opened, so a store created by an older embstore upgrades itself.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import sqlalchemy as sa
+from sqlalchemy import event, select
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from embstore.errors import ConfigError, EmbstoreError, NotFoundError
+from embstore.models import Alias, AliasEvent, EmbeddingSet, Version, utcnow
+from embstore.refs import Ref, check_alias_name, check_set_name
+
+HOST = socket.gethostname()
+
+
+def migrations_dir() -> Path:
+    import embstore_migrations
+
+    return Path(embstore_migrations.__file__).resolve().parent
+
+
+def alembic_config(connection: sa.Connection | None = None, url: str | None = None):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    if url:
+        cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    if len(heads) != 1:
+        raise EmbstoreError(f"migrations have {len(heads)} heads ({heads}); merge them")
+    return heads[0]
+
+
+def current_revision(engine: sa.Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"version_table": "embstore_alembic_version"})
+        return ctx.get_current_revision()
+
+
+def upgrade(engine: sa.Engine, revision: str = "head") -> None:
+    """Apply migrations up to ``revision`` in one transaction."""
+    from alembic import command
+
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), revision)
+
+
+def downgrade(engine: sa.Engine, revision: str) -> None:
+    from alembic import command
+
+    with engine.begin() as conn:
+        command.downgrade(alembic_config(conn), revision)
+
+
+def make_engine(url: str) -> sa.Engine:
+    try:
+        if url.startswith("sqlite"):
+            engine = sa.create_engine(url, connect_args={"timeout": 60})
+
+            @event.listens_for(engine, "connect")
+            def _sqlite_pragmas(dbapi_conn, _record):  # concurrent readers with one writer
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA busy_timeout=60000")
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.close()
+
+            return engine
+        return sa.create_engine(url, pool_pre_ping=True)
+    except (sa.exc.ArgumentError, ImportError) as exc:
+        raise ConfigError(f"registry_url {url!r} is not a usable SQLAlchemy URL: {exc}") from None
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """A detached, read-only snapshot of a version row, safe to pass around."""
+
+    set: str
+    number: int
+    status: str
+    step: str | None
+    producer: str
+    plugin: str
+    plugin_version: str
+    config: dict[str, Any]
+    retriever: str
+    retriever_config: dict[str, Any]
+    input_fingerprint: str | None
+    id_type: str | None
+    dim: int | None
+    count: int | None
+    metrics: dict[str, Any]
+    storage_path: str | None
+    feature_view: str | None
+    checksums: dict[str, str]
+    error: str | None
+    entity: str
+    created_at: datetime
+    published_at: datetime | None
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def ref(self) -> str:
+        return f"{self.set}@{self.number}"
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        for key in ("created_at", "published_at"):
+            out[key] = out[key].isoformat() if out[key] else None
+        out["aliases"] = list(self.aliases)
+        out["ref"] = self.ref
+        return out
+
+
+def _aware(ts: datetime | None) -> datetime | None:
+    if ts is not None and ts.tzinfo is None:
+        return ts.replace(tzinfo=timezone.utc)  # SQLite drops the zone; we only store UTC
+    return ts
+
+
+def _info(v: Version, aliases: tuple[str, ...] = ()) -> VersionInfo:
+    return VersionInfo(
+        set=v.set.name, number=v.number, status=v.status, step=v.step, producer=v.producer,
+        plugin=v.plugin, plugin_version=v.plugin_version, config=dict(v.config or {}),
+        retriever=v.retriever, retriever_config=dict(v.retriever_config or {}),
+        input_fingerprint=v.input_fingerprint, id_type=v.id_type, dim=v.dim, count=v.count,
+        metrics=dict(v.metrics or {}), storage_path=v.storage_path, feature_view=v.feature_view,
+        checksums=dict(v.checksums or {}), error=v.error, entity=v.set.entity,
+        created_at=_aware(v.created_at), published_at=_aware(v.published_at), aliases=aliases,
+    )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Registry:
+    """Typed operations on the registry tables; every change is one transaction."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = make_engine(url)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+        self._ensure_schema()
+
+    def _ensure_schema(self) -> None:
+        try:
+            head = head_revision()
+            if current_revision(self.engine) != head:
+                upgrade(self.engine)
+        except OperationalError as exc:
+            raise EmbstoreError(
+                f"cannot reach the version registry at {self._safe_url()}: {exc.orig}; "
+                "check that the database is running and the URL is right (embstore doctor)"
+            ) from None
+
+    def _safe_url(self) -> str:
+        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._session.begin() as s:
+            yield s
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- sets and versions ---------------------------------------------------
+
+    def _get_set(self, s: Session, name: str) -> EmbeddingSet:
+        found = s.scalar(select(EmbeddingSet).where(EmbeddingSet.name == name))
+        if found is None:
+            known = ", ".join(s.scalars(select(EmbeddingSet.name).order_by(EmbeddingSet.name))) or "none yet"
+            raise NotFoundError(f"unknown embedding set {name!r} (sets: {known})")
+        return found
+
+    def set_names(self) -> list[str]:
+        with self.session() as s:
+            return list(s.scalars(select(EmbeddingSet.name).order_by(EmbeddingSet.name)))
+
+    def begin_version(self, set_name: str, entity: str, producer: str, plugin: str, plugin_version: str,
+                      config: dict, retriever: str, retriever_config: dict,
+                      input_fingerprint: str | None) -> VersionInfo:
+        """Reserve the next version number of a set (creating the set on first use)."""
+        check_set_name(set_name)
+        for attempt in range(20):
+            try:
+                with self.session() as s:
+                    es = s.scalar(select(EmbeddingSet).where(EmbeddingSet.name == set_name))
+                    if es is None:
+                        es = EmbeddingSet(name=set_name, entity=entity, producer=producer, created_at=utcnow())
+                        s.add(es)
+                        s.flush()
+                    elif es.entity != entity:
+                        raise ConfigError(
+                            f"set {set_name!r} holds entity {es.entity!r}, not {entity!r}; "
+                            "use another set name or the same entity"
+                        )
+                    last = s.scalar(select(sa.func.max(Version.number)).where(Version.set_id == es.id)) or 0
+                    now = utcnow()
+                    v = Version(
+                        set=es, number=last + 1, status="building", step="start", producer=producer,
+                        plugin=plugin, plugin_version=plugin_version, config=config, retriever=retriever,
+                        retriever_config=retriever_config, input_fingerprint=input_fingerprint,
+                        metrics={}, checksums={}, owner_host=HOST, owner_pid=os.getpid(),
+                        created_at=now, updated_at=now,
+                    )
+                    s.add(v)
+                    s.flush()
+                    return _info(v)
+            except SAIntegrityError:
+                time.sleep(0.05 * (attempt + 1))  # another publisher took that number: take the next
+        raise EmbstoreError(f"could not reserve a version number for {set_name!r} after 20 attempts")
+
+    def _get_version(self, s: Session, set_name: str, number: int) -> Version:
+        es = self._get_set(s, set_name)
+        v = s.scalar(select(Version).where(Version.set_id == es.id, Version.number == number))
+        if v is None:
+            raise NotFoundError(f"{set_name}@{number} does not exist")
+        return v
+
+    def update_version(self, set_name: str, number: int, **fields: Any) -> None:
+        with self.session() as s:
+            v = self._get_version(s, set_name, number)
+            for key, value in fields.items():
+                setattr(v, key, value)
+            v.updated_at = utcnow()
+
+    def mark_failed(self, set_name: str, number: int, error: str) -> None:
+        with self.session() as s:
+            v = self._get_version(s, set_name, number)
+            if v.status == "building":
+                v.status = "failed"
+                v.error = error[:4000]
+                v.updated_at = utcnow()
+
+    def publish(self, set_name: str, number: int, alias: str | None, **fields: Any) -> VersionInfo:
+        """Mark published and (optionally) move an alias, in one transaction."""
+        with self.session() as s:
+            v = self._get_version(s, set_name, number)
+            if v.status != "building":
+                raise EmbstoreError(f"{set_name}@{number} is {v.status}, cannot publish it")
+            for key, value in fields.items():
+                setattr(v, key, value)
+            now = utcnow()
+            v.status, v.step, v.published_at, v.updated_at = "published", "published", now, now
+            s.flush()
+            if alias:
+                self._move_alias(s, v, alias, "promote")
+            return _info(v, self._aliases_of(s, v))
+
+    def reap_dead_builders(self) -> list[str]:
+        """Mark failed the building versions whose publishing process on this host has died."""
+        reaped = []
+        with self.session() as s:
+            for v in s.scalars(select(Version).where(Version.status == "building")):
+                if v.owner_host == HOST and v.owner_pid and not _pid_alive(v.owner_pid):
+                    v.status = "failed"
+                    v.error = f"publishing process {v.owner_pid} died during step {v.step!r}"
+                    v.updated_at = utcnow()
+                    reaped.append(f"{v.set.name}@{v.number}")
+        return reaped
+
+    def versions(self, set_name: str) -> list[VersionInfo]:
+        with self.session() as s:
+            es = self._get_set(s, set_name)
+            aliases: dict[int, list[str]] = {}
+            for a in s.scalars(select(Alias).where(Alias.set_id == es.id).order_by(Alias.name)):
+                aliases.setdefault(a.version_id, []).append(a.name)
+            rows = s.scalars(select(Version).where(Version.set_id == es.id).order_by(Version.number))
+            return [_info(v, tuple(aliases.get(v.id, ()))) for v in rows]
+
+    def version(self, set_name: str, number: int) -> VersionInfo:
+        with self.session() as s:
+            v = self._get_version(s, set_name, number)
+            return _info(v, self._aliases_of(s, v))
+
+    def resolve(self, ref: Ref | str) -> VersionInfo:
+        """The published version a ref names; failed or building versions are never returned."""
+        ref = Ref.parse(ref) if isinstance(ref, str) else ref
+        with self.session() as s:
+            es = self._get_set(s, ref.set)
+            if ref.alias is not None:
+                a = s.scalar(select(Alias).where(Alias.set_id == es.id, Alias.name == ref.alias))
+                if a is None:
+                    known = ", ".join(s.scalars(select(Alias.name).where(Alias.set_id == es.id))) or "none"
+                    raise NotFoundError(f"set {ref.set!r} has no alias {ref.alias!r} (aliases: {known})")
+                v = s.get(Version, a.version_id)
+            elif ref.version is not None:
+                v = self._get_version(s, ref.set, ref.version)
+                if v.status != "published":
+                    raise NotFoundError(f"{ref} is {v.status}, not published" + (f": {v.error}" if v.error else ""))
+            else:
+                v = s.scalar(
+                    select(Version)
+                    .where(Version.set_id == es.id, Version.status == "published")
+                    .order_by(Version.number.desc())
+                    .limit(1)
+                )
+                if v is None:
+                    raise NotFoundError(f"set {ref.set!r} has no published version yet")
+            return _info(v, self._aliases_of(s, v))
+
+    # -- aliases -------------------------------------------------------------
+
+    def _aliases_of(self, s: Session, v: Version) -> tuple[str, ...]:
+        return tuple(s.scalars(select(Alias.name).where(Alias.version_id == v.id).order_by(Alias.name)))
+
+    def _move_alias(self, s: Session, v: Version, alias: str, action: str) -> None:
+        check_alias_name(alias)
+        if v.status != "published":
+            raise EmbstoreError(f"{v.set.name}@{v.number} is {v.status}; only published versions take aliases")
+        a = s.scalar(select(Alias).where(Alias.set_id == v.set_id, Alias.name == alias).with_for_update())
+        previous = a.version_id if a else None
+        now = utcnow()
+        if a is None:
+            s.add(Alias(set_id=v.set_id, name=alias, version_id=v.id, updated_at=now))
+        else:
+            a.version_id, a.updated_at = v.id, now
+        s.add(AliasEvent(set_id=v.set_id, alias=alias, version_id=v.id, previous_version_id=previous,
+                         action=action, moved_at=now))
+
+    def promote(self, ref: Ref | str, alias: str) -> VersionInfo:
+        ref = Ref.parse(ref) if isinstance(ref, str) else ref
+        target = self.resolve(ref)
+        with self.session() as s:
+            v = self._get_version(s, target.set, target.number)
+            self._move_alias(s, v, alias, "promote")
+            return _info(v, self._aliases_of(s, v))
+
+    def rollback(self, set_name: str, alias: str) -> VersionInfo:
+        """Point ``alias`` back at the version it named before its last move."""
+        with self.session() as s:
+            es = self._get_set(s, set_name)
+            a = s.scalar(select(Alias).where(Alias.set_id == es.id, Alias.name == alias))
+            if a is None:
+                raise NotFoundError(f"set {set_name!r} has no alias {alias!r}")
+            last = s.scalar(
+                select(AliasEvent)
+                .where(AliasEvent.set_id == es.id, AliasEvent.alias == alias)
+                .order_by(AliasEvent.id.desc())
+                .limit(1)
+            )
+            if last is None or last.previous_version_id is None:
+                raise EmbstoreError(f"{set_name}@{alias} has no earlier version to roll back to")
+            previous = s.get(Version, last.previous_version_id)
+            if previous.status != "published":
+                raise EmbstoreError(
+                    f"{set_name}@{previous.number}, which {alias!r} named before, is {previous.status}"
+                )
+            self._move_alias(s, previous, alias, "rollback")
+            return _info(previous, self._aliases_of(s, previous))
+
+    def alias_history(self, set_name: str) -> list[dict[str, Any]]:
+        with self.session() as s:
+            es = self._get_set(s, set_name)
+            numbers = dict(s.execute(select(Version.id, Version.number).where(Version.set_id == es.id)).all())
+            events = s.scalars(select(AliasEvent).where(AliasEvent.set_id == es.id).order_by(AliasEvent.id))
+            return [
+                {
+                    "alias": e.alias,
+                    "version": numbers[e.version_id],
+                    "previous": numbers.get(e.previous_version_id),
+                    "action": e.action,
+                    "moved_at": _aware(e.moved_at).isoformat(),
+                }
+                for e in events
+            ]

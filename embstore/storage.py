@@ -1,0 +1,164 @@
+"""A version's files on disk, written once and verified by checksum on every load.
+
+Layout under HOME/sets/<set>/v<N>/:
+  embeddings.parquet  Feast offline source: <entity>, event_timestamp, created_timestamp, row, embedding, extras
+  ids.parquet         the ids, row i = vector i
+  vectors.npy         float32 (n, d): embstore's own copy for fast reads, identical to Feast's
+  index/              the retriever's files
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from embstore.embeddings import Embeddings
+from embstore.errors import IntegrityError
+
+VECTORS = "vectors.npy"
+IDS = "ids.parquet"
+OFFLINE = "embeddings.parquet"
+INDEX_DIR = "index"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_vectors(directory: Path, emb: Embeddings) -> dict[str, str]:
+    """ids.parquet and vectors.npy; returns their checksums by relative path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ids_table = pa.table({"id": pa.array(emb.ids.tolist(), type=pa.int64() if emb.ids.dtype.kind in "iu" else pa.string())})
+    pq.write_table(ids_table, directory / IDS)
+    np.save(directory / VECTORS, emb.vectors)
+    _fsync_dir(directory)
+    return {IDS: sha256_file(directory / IDS), VECTORS: sha256_file(directory / VECTORS)}
+
+
+def offline_frame(emb: Embeddings, entity: str, built_at: datetime) -> pd.DataFrame:
+    """The rows Feast serves: one per id, all stamped with the build time."""
+    ts = pd.Timestamp(built_at).tz_convert("UTC") if pd.Timestamp(built_at).tzinfo else pd.Timestamp(built_at, tz="UTC")
+    frame = pd.DataFrame(
+        {
+            entity: emb.ids,
+            "event_timestamp": ts,
+            "created_timestamp": ts,
+            "row": np.arange(len(emb), dtype=np.int64),
+            "embedding": list(emb.vectors),
+        }
+    )
+    for name, arr in emb.extras.items():
+        frame[name] = list(arr) if arr.ndim > 1 else arr
+    return frame
+
+
+def write_offline(directory: Path, frame: pd.DataFrame) -> dict[str, str]:
+    directory.mkdir(parents=True, exist_ok=True)
+    embedding_type = pa.list_(pa.float32())
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.set_column(table.schema.get_field_index("embedding"), "embedding",
+                             pa.array(frame["embedding"].tolist(), type=embedding_type))
+    pq.write_table(table, directory / OFFLINE)
+    return {OFFLINE: sha256_file(directory / OFFLINE)}
+
+
+def verify(directory: Path, checksums: dict[str, str], names: list[str] | None = None) -> None:
+    """Raise IntegrityError naming the first file whose bytes differ from the recorded checksum."""
+    for rel in names if names is not None else sorted(checksums):
+        expected = checksums.get(rel)
+        if expected is None:
+            raise IntegrityError(f"no checksum recorded for {directory / rel}; the version is incomplete")
+        path = directory / rel
+        if not path.exists():
+            raise IntegrityError(f"{path} is missing; the version's files were removed or moved")
+        if sha256_file(path) != expected:
+            raise IntegrityError(
+                f"{path} does not match its recorded checksum (truncated or altered); "
+                "republish the version or roll its alias back"
+            )
+
+
+@dataclass(frozen=True)
+class LoadedVectors:
+    """A version's ids and vectors in memory, with an id → row lookup."""
+
+    ids: np.ndarray
+    vectors: np.ndarray
+    row_of: dict
+
+    def rows(self, ids) -> tuple[np.ndarray, list]:
+        """Rows of the known ids (in request order) and the list of unknown ids."""
+        rows, missing = [], []
+        int_ids = self.ids.dtype.kind in "iu"
+        for raw in ids:
+            key = raw
+            if int_ids:
+                try:
+                    key = int(raw)
+                except (TypeError, ValueError):
+                    missing.append(raw)
+                    continue
+            else:
+                key = str(raw)
+            r = self.row_of.get(key)
+            if r is None:
+                missing.append(raw)
+            else:
+                rows.append(r)
+        return np.asarray(rows, dtype=np.int64), missing
+
+
+_cache: dict[tuple, LoadedVectors] = {}
+_cache_lock = threading.Lock()
+
+
+def load_vectors(directory: Path, checksums: dict[str, str]) -> LoadedVectors:
+    """Checked once per process per file state; later calls hit the cache."""
+    vpath = directory / VECTORS
+    try:
+        st = vpath.stat()
+        ist = (directory / IDS).stat()
+    except FileNotFoundError as exc:
+        raise IntegrityError(f"{exc.filename} is missing; the version's files were removed or moved") from None
+    key = (str(directory), st.st_size, st.st_mtime_ns, ist.st_size, ist.st_mtime_ns, checksums.get(VECTORS))
+    with _cache_lock:
+        hit = _cache.get(key)
+    if hit is not None:
+        return hit
+    verify(directory, checksums, [IDS, VECTORS])
+    ids_col = pq.read_table(directory / IDS).column("id")
+    ids = ids_col.to_numpy() if pa.types.is_integer(ids_col.type) else np.asarray(ids_col.to_pylist(), dtype=object)
+    vectors = np.load(vpath, mmap_mode="r")
+    row_of = {k: i for i, k in enumerate(ids.tolist())}
+    loaded = LoadedVectors(ids=ids, vectors=vectors, row_of=row_of)
+    with _cache_lock:
+        if len(_cache) > 32:
+            _cache.clear()
+        _cache[key] = loaded
+    return loaded
+
+
+def write_json(path: Path, payload: dict) -> None:
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))

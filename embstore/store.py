@@ -1,0 +1,456 @@
+"""EmbeddingStore: the one entry object of the Python API.
+
+    store = EmbeddingStore.init("~/emb")          # or EmbeddingStore("~/emb")
+    ref = store.run("item2vec", "item_item2vec", {"interactions": "ratings.csv"}, promote="prod")
+    store.recall("item_item2vec@prod", ids=[1], k=10)
+    store.join(training_rows, "item_item2vec@prod")
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import threading
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from embstore import storage
+from embstore.config import parse_config
+from embstore.embeddings import Embeddings, id_type_of
+from embstore.errors import (
+    ConfigError,
+    EmbeddingsError,
+    EmbstoreError,
+    InputError,
+    IntegrityError,
+    PublishError,
+    UnknownIdsError,
+)
+from embstore.feast_store import FeastBackend, render_repo
+from embstore.progress import Steps, bar
+from embstore.refs import Ref, check_alias_name, check_set_name
+from embstore.registry import Registry, VersionInfo
+from embstore.settings import StoreSettings, load_settings, resolve_home, write_default_settings
+
+PUBLISH_STEPS = ("validate", "files", "offline", "feast_apply", "online", "index", "publish")
+FAULT_ENV = "EMBSTORE_FAULT_AFTER"  # test hook: "step" or "step:raise"; kills the process after that step
+
+
+def _fault_after(step: str) -> None:
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    target, _, mode = spec.partition(":")
+    if target == step:
+        if mode == "raise":
+            raise RuntimeError(f"injected fault after step {step!r}")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class Vectors:
+    """Vectors for requested ids: ``matrix[i]`` belongs to ``ids[i]``; ``missing`` lists unknown ids."""
+
+    ids: list
+    matrix: np.ndarray
+    missing: list
+
+    def __array__(self, dtype=None, copy=None):
+        return self.matrix if dtype is None else self.matrix.astype(dtype)
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """Top-k result of one query, best first (query is None for raw-vector queries)."""
+
+    query: Any
+    ids: list
+    scores: list[float]
+
+    def as_dict(self) -> dict:
+        return {"query": self.query, "ids": self.ids, "scores": self.scores}
+
+
+class EmbeddingStore:
+    """Train, version, publish and read embeddings in one home directory."""
+
+    def __init__(self, home: str | os.PathLike | None = None, progress: bool | None = None):
+        self.home = resolve_home(home)
+        self.settings: StoreSettings = load_settings(self.home)
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        url = self.settings.registry_url or f"sqlite:///{self.home / 'registry.db'}"
+        self.registry = Registry(url)
+        repo = Path(self.settings.feature_repo)
+        self.feast = FeastBackend(repo if repo.is_absolute() else self.home / repo)
+        self._retrievers: dict[tuple, Any] = {}
+        self._lock = threading.Lock()
+        if self.settings.plugins:
+            os.environ.setdefault("EMBSTORE_PLUGINS", ",".join(self.settings.plugins))
+        self.registry.reap_dead_builders()
+
+    @classmethod
+    def init(cls, home: str | os.PathLike | None = None, progress: bool | None = None,
+             **settings: Any) -> "EmbeddingStore":
+        """Create (or open) a home: settings file, Feast repo, registry schema at head."""
+        path = resolve_home(home)
+        path.mkdir(parents=True, exist_ok=True)
+        write_default_settings(path, settings)
+        loaded = load_settings(path)
+        repo = Path(loaded.feature_repo)
+        repo = repo if repo.is_absolute() else path / repo
+        if not (repo / "feature_store.yaml").exists():
+            render_repo(repo)
+        (path / "sets").mkdir(exist_ok=True)
+        return cls(path, progress=progress)
+
+    def close(self) -> None:
+        self.registry.close()
+
+    # -- producing -----------------------------------------------------------
+
+    def run(self, producer: str, set_name: str, inputs: Mapping[str, Any] | Any,
+            config: Mapping[str, Any] | None = None, *, promote: str | None = None,
+            entity: str | None = None, retriever: str | None = None,
+            retriever_config: Mapping[str, Any] | None = None) -> VersionInfo:
+        """Train ``producer`` on ``inputs`` and publish the result as the next version of ``set_name``.
+
+        ``inputs`` maps kind → path (or InputSpec), or is an ``Inputs`` object.
+        """
+        from embstore.inputs import Inputs, InputSpec
+        from embstore.plugins import get_registry
+
+        check_set_name(set_name)
+        if promote:
+            check_alias_name(promote)
+        plugins = get_registry()
+        cls = plugins.producer(producer)
+        cfg = parse_config(cls.Config, config, f"producer {producer!r}")
+        rcls, rcfg = self._retriever_for(retriever, retriever_config)
+        if not isinstance(inputs, Inputs):
+            specs = []
+            for kind, value in dict(inputs).items():
+                specs.append(value if isinstance(value, InputSpec) else InputSpec(kind, Path(value)))
+            inputs = Inputs(specs)
+        inputs.require(cls.requires, producer)
+        inputs.reject_unused(cls.requires | cls.accepts, producer)
+        fingerprint = inputs.fingerprint()
+        emb = cls().fit(inputs, cfg)
+        if not isinstance(emb, Embeddings):
+            raise EmbeddingsError(f"producer {producer!r} returned {type(emb).__name__}, not Embeddings")
+        info = plugins.owner("producer", producer)
+        return self.publish(
+            set_name, emb, producer=producer, plugin=info.name, plugin_version=info.version,
+            config=cfg.model_dump(mode="json"), input_fingerprint=fingerprint,
+            entity=entity or cls.entity, promote=promote, retriever=rcls.name, retriever_config=rcfg,
+        )
+
+    def _retriever_for(self, name: str | None, config: Mapping[str, Any] | None):
+        from embstore.plugins import get_registry
+
+        name = name or self.settings.retriever
+        rcls = get_registry().retriever(name)
+        merged = {**self.settings.retriever_config, **dict(config or {})} if name == self.settings.retriever else dict(config or {})
+        return rcls, parse_config(rcls.Config, merged, f"retriever {name!r}")
+
+    def publish(self, set_name: str, embeddings: Embeddings, *, producer: str = "external",
+                plugin: str = "external", plugin_version: str = "unknown", config: Mapping[str, Any] | None = None,
+                input_fingerprint: str | None = None, entity: str = "item_id", promote: str | None = None,
+                retriever: str | None = None, retriever_config: Any = None) -> VersionInfo:
+        """All or nothing: a failure at any step marks the new version failed and moves no alias."""
+        check_set_name(set_name)
+        if promote:
+            check_alias_name(promote)
+        if not entity.isidentifier():
+            raise ConfigError(f"entity {entity!r} must be a column name like item_id")
+        emb = embeddings.validated()  # bad vectors: one clear error, nothing stored
+        if retriever_config is None or isinstance(retriever_config, Mapping):
+            rcls, rcfg = self._retriever_for(retriever, retriever_config)
+        else:
+            from embstore.plugins import get_registry
+
+            rcls, rcfg = get_registry().retriever(retriever), retriever_config
+        id_type = id_type_of(emb.ids)
+        self.feast.check_entity(entity, id_type)  # before anything is stored
+        version = self.registry.begin_version(
+            set_name, entity, producer, plugin, plugin_version, dict(config or {}), rcls.name,
+            rcfg.model_dump(mode="json"), input_fingerprint,
+        )
+        number = version.number
+        directory = self.home / "sets" / set_name / f"v{number}"
+        steps = Steps(PUBLISH_STEPS, f"publish {set_name}@{number}", enabled=self.progress)
+        try:
+            if directory.exists():  # leftovers of an earlier failed attempt under this number
+                shutil.rmtree(directory)
+            directory.mkdir(parents=True)
+            self.registry.update_version(set_name, number, step="validate", id_type=id_type,
+                                         dim=emb.dim, count=len(emb), storage_path=str(directory))
+            steps.done("validate")
+            _fault_after("validate")
+            checksums = storage.write_vectors(directory, emb)
+            self.registry.update_version(set_name, number, step="files", checksums=checksums)
+            steps.done("files")
+            _fault_after("files")
+            frame = storage.offline_frame(emb, entity, version.created_at)
+            checksums.update(storage.write_offline(directory, frame))
+            self.registry.update_version(set_name, number, step="offline", checksums=checksums)
+            steps.done("offline")
+            _fault_after("offline")
+            fv = self.feast.apply_version(set_name, number, entity, id_type, directory / storage.OFFLINE,
+                                          dict(emb.extras))
+            self.registry.update_version(set_name, number, step="feast_apply", feature_view=fv)
+            steps.done("feast_apply")
+            _fault_after("feast_apply")
+            with bar(len(frame), "online store", unit="rows", enabled=self.progress) as b:
+                self.feast.write_online(fv, frame, progress=b.update)
+            del frame
+            self.registry.update_version(set_name, number, step="online")
+            steps.done("online")
+            _fault_after("online")
+            index = rcls(rcfg)
+            index.build(emb.vectors)
+            index_dir = directory / storage.INDEX_DIR
+            index_dir.mkdir()
+            for path in index.save(index_dir):
+                checksums[str(Path(path).resolve().relative_to(directory.resolve()))] = storage.sha256_file(Path(path))
+            self.registry.update_version(set_name, number, step="index", checksums=checksums)
+            steps.done("index")
+            _fault_after("index")
+            published = self.registry.publish(set_name, number, promote, checksums=checksums,
+                                              metrics=_jsonable(dict(emb.metadata)))
+            steps.done("publish")
+            return published
+        except BaseException as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            try:
+                self.registry.mark_failed(set_name, number, message)
+            finally:
+                steps.close()
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            if isinstance(exc, EmbstoreError):
+                raise PublishError(f"publishing {set_name}@{number} failed ({exc}); the version is marked failed, aliases unchanged") from exc
+            raise PublishError(
+                f"publishing {set_name}@{number} failed at step {self._step_of(set_name, number)!r}: {message}; "
+                "the version is marked failed, aliases unchanged"
+            ) from exc
+        finally:
+            steps.close()
+
+    def _step_of(self, set_name: str, number: int) -> str | None:
+        try:
+            return self.registry.version(set_name, number).step
+        except EmbstoreError:
+            return None
+
+    # -- versions and aliases ------------------------------------------------
+
+    def versions(self, set_name: str) -> list[VersionInfo]:
+        return self.registry.versions(set_name)
+
+    def sets(self) -> list[str]:
+        return self.registry.set_names()
+
+    def resolve(self, ref: str | Ref) -> VersionInfo:
+        return self.registry.resolve(ref)
+
+    def promote(self, ref: str | Ref, alias: str) -> VersionInfo:
+        return self.registry.promote(ref, alias)
+
+    def rollback(self, set_name: str, alias: str) -> VersionInfo:
+        return self.registry.rollback(set_name, alias)
+
+    def alias_history(self, set_name: str) -> list[dict]:
+        return self.registry.alias_history(set_name)
+
+    # -- reading -------------------------------------------------------------
+
+    def _loaded(self, version: VersionInfo) -> storage.LoadedVectors:
+        return storage.load_vectors(Path(version.storage_path), version.checksums)
+
+    def vectors(self, ref: str | Ref, ids: Iterable[Any], *, allow_missing: bool = False) -> Vectors:
+        """Vectors for ``ids``; unknown ids raise UnknownIdsError unless ``allow_missing``."""
+        version = self.resolve(ref)
+        loaded = self._loaded(version)
+        ids = list(ids)
+        rows, missing = loaded.rows(ids)
+        if missing and not allow_missing:
+            shown = ", ".join(repr(m) for m in missing[:10]) + (" ..." if len(missing) > 10 else "")
+            raise UnknownIdsError(f"{len(missing)} of {len(ids)} ids are not in {version.ref}: {shown}", missing)
+        found = loaded.ids[rows].tolist()
+        return Vectors(ids=found, matrix=np.array(loaded.vectors[rows], dtype=np.float32), missing=missing)
+
+    def export(self, ref: str | Ref, out: str | os.PathLike) -> Path:
+        """Write columns ``id`` and ``vector`` (list of float32) to a parquet file."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        version = self.resolve(ref)
+        loaded = self._loaded(version)
+        vec = np.asarray(loaded.vectors, dtype=np.float32)
+        flat = pa.array(vec.reshape(-1), type=pa.float32())
+        offsets = pa.array(np.arange(0, vec.size + 1, vec.shape[1], dtype=np.int32))
+        ids = pa.array(loaded.ids.tolist(), type=pa.int64() if loaded.ids.dtype.kind in "iu" else pa.string())
+        table = pa.table({"id": ids, "vector": pa.ListArray.from_arrays(offsets, flat)})
+        out = Path(out)
+        tmp = out.with_name(out.name + ".tmp")
+        pq.write_table(table, tmp)
+        os.replace(tmp, out)
+        return out
+
+    def retriever(self, ref: str | Ref):
+        """The loaded index of a version (cached; checksums verified on first load)."""
+        version = self.resolve(ref)
+        return version, self._index(version)
+
+    def _index(self, version: VersionInfo):
+        from embstore.plugins import get_registry
+
+        key = (version.storage_path, tuple(sorted(version.checksums.items())))
+        with self._lock:
+            cached = self._retrievers.get(key)
+        if cached is not None:
+            return cached
+        directory = Path(version.storage_path)
+        index_files = [k for k in version.checksums if k.startswith(storage.INDEX_DIR + "/")]
+        if not index_files:
+            raise IntegrityError(f"{version.ref} has no index files recorded")
+        storage.verify(directory, version.checksums, index_files)
+        rcls = get_registry().retriever(version.retriever)
+        rcfg = parse_config(rcls.Config, version.retriever_config, f"retriever {version.retriever!r}")
+        index = rcls.load(directory / storage.INDEX_DIR, rcfg)
+        with self._lock:
+            if len(self._retrievers) > 16:
+                self._retrievers.clear()
+            self._retrievers[key] = index
+        return index
+
+    def recall(self, ref: str | Ref, ids: Sequence[Any] | None = None, vectors: np.ndarray | None = None,
+               k: int = 10, exclude: Iterable[Any] | None = None, *, exclude_query: bool = True) -> list[Neighbours]:
+        """Top-k neighbours for each query id (itself excluded) or each raw query vector."""
+        if (ids is None) == (vectors is None):
+            raise ConfigError("recall needs exactly one of ids=[...] or vectors=...")
+        if not isinstance(k, (int, np.integer)) or k < 1:
+            raise ConfigError(f"k must be a positive integer, got {k!r}")
+        version = self.resolve(ref)
+        loaded = self._loaded(version)
+        excluded_rows = set(loaded.rows(list(exclude))[0].tolist()) if exclude is not None else set()
+        if ids is not None:
+            ids = list(ids)
+            rows, missing = loaded.rows(ids)
+            if missing:
+                raise UnknownIdsError(
+                    f"{len(missing)} query ids are not in {version.ref}: "
+                    + ", ".join(repr(m) for m in missing[:10]), missing
+                )
+            queries = np.asarray(loaded.vectors[rows], dtype=np.float32)
+            query_rows = rows.tolist()
+            labels = ids
+        else:
+            queries = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+            if queries.ndim != 2 or queries.shape[1] != version.dim:
+                raise ConfigError(
+                    f"query vectors have dimension {queries.shape[-1]}, {version.ref} has dimension {version.dim}"
+                )
+            if not np.isfinite(queries).all():
+                raise ConfigError("query vectors contain NaN or inf")
+            query_rows = [None] * len(queries)
+            labels = [None] * len(queries)
+        index = self._index(version)
+        want = min(k + len(excluded_rows) + (1 if exclude_query and ids is not None else 0), len(loaded.ids))
+        found_rows, scores = index.search(queries, want)
+        out = []
+        for label, qrow, frow, fscore in zip(labels, query_rows, found_rows, scores):
+            keep_ids, keep_scores = [], []
+            for r, s in zip(frow.tolist(), fscore.tolist()):
+                if r < 0 or r in excluded_rows or (exclude_query and r == qrow):
+                    continue
+                keep_ids.append(loaded.ids[r].item() if hasattr(loaded.ids[r], "item") else loaded.ids[r])
+                keep_scores.append(float(s))
+                if len(keep_ids) == k:
+                    break
+            out.append(Neighbours(query=label, ids=keep_ids, scores=keep_scores))
+        return out
+
+    def join(self, entity_df: pd.DataFrame, ref: str | Ref, *, column: str | None = None,
+             timestamp_column: str = "event_timestamp") -> pd.DataFrame:
+        """Point-in-time join through Feast: each row gets the vector of ``ref``'s version as of
+        the row's timestamp, or None when the version was built after that time or lacks the id.
+
+        Every input row comes back, in order, with its index; the vector column is named
+        ``column`` (default ``<set>_embedding``).
+        """
+        version = self.resolve(ref)
+        entity = version.entity
+        for needed in (entity, timestamp_column):
+            if needed not in entity_df.columns:
+                raise InputError(
+                    f"join needs columns {entity!r} and {timestamp_column!r}; entity_df has {list(entity_df.columns)}"
+                )
+        column = column or f"{version.set}_embedding"
+        loaded = self._loaded(version)
+        storage.verify(Path(version.storage_path), version.checksums, [storage.OFFLINE])
+        keys = entity_df[entity]
+        if keys.isna().any():
+            raise InputError(f"entity_df column {entity!r} has empty ids at rows {list(keys[keys.isna()].index[:5])}")
+        ts = pd.to_datetime(entity_df[timestamp_column], utc=True, errors="coerce")
+        if ts.isna().any():
+            raise InputError(f"entity_df column {timestamp_column!r} has missing or unparseable times")
+        if version.id_type == "int64":
+            try:
+                keys = keys.astype("int64")
+            except (TypeError, ValueError):
+                raise InputError(f"{version.ref} has integer ids; entity_df column {entity!r} is not integer") from None
+        else:
+            keys = keys.astype(str)
+        frame = pd.DataFrame({entity: keys.to_numpy(), "event_timestamp": ts.to_numpy()})
+        pairs = frame.drop_duplicates().reset_index(drop=True)
+        pairs["__pair"] = np.arange(len(pairs), dtype=np.int64)
+        pair_rows = self.feast.historical_rows(version.feature_view, entity, pairs)
+        pairs["__row"] = pairs["__pair"].map(pair_rows)
+        merged = frame.merge(pairs, on=[entity, "event_timestamp"], how="left")
+        rows = merged["__row"].to_numpy()
+        result = entity_df.copy()
+        vec = loaded.vectors
+        result[column] = [None if pd.isna(r) else np.array(vec[int(r)], dtype=np.float32) for r in rows]
+        return result
+
+    def online_vectors(self, ref: str | Ref, ids: Sequence[Any]) -> list:
+        """Vectors as Feast's online store serves them (None for unknown ids)."""
+        version = self.resolve(ref)
+        return self.feast.online_vectors(version.feature_view, version.entity, list(ids))
+
+    def gc(self) -> list[str]:
+        """Remove the files and Feast views of failed versions; published data is never touched."""
+        self.registry.reap_dead_builders()
+        removed = []
+        for set_name in self.sets():
+            for v in self.versions(set_name):
+                if v.status != "failed" or v.step == "collected":
+                    continue
+                self.feast.delete_version(set_name, v.number)
+                if v.storage_path and Path(v.storage_path).exists():
+                    shutil.rmtree(v.storage_path)
+                self.registry.update_version(set_name, v.number, step="collected")
+                removed.append(v.ref)
+        return removed
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)

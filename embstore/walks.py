@@ -1,0 +1,506 @@
+"""Random walks on a :class:`~embstore.graph.Graph`: DeepWalk (first order) and node2vec (second order).
+
+One engine for every producer that walks::
+
+    from embstore.graph import Graph
+    from embstore.walks import WalkConfig, random_walks, iter_walk_chunks
+
+    g = Graph.from_sequences(sessions)                       # or Graph.from_edges(src, dst, w)
+    walks = random_walks(g, WalkConfig(walk_length=80, walks_per_node=10, p=0.25, q=4))
+    walks.vocab is g.ids; walks[0]                           # int32 codes of the first walk
+
+    for chunk in iter_walk_chunks(g, WalkConfig(), chunk_walks=100_000):   # stream instead
+        trainer.feed(chunk)
+
+How a walk moves. From node v, the next node x is drawn with probability
+proportional to w(v,x) (``weighted=True``) or uniformly (``weighted=False``).
+With p or q other than 1, a walk that came from t to v instead weighs x by
+w(v,x)·α, α = 1/p when x is t, 1 when the arc t->x exists, 1/q otherwise
+(node2vec). A node without out-edges ends its walk early: the walk is shorter,
+never padded. ``walk_length`` counts nodes, start included.
+
+How it is fast. The kernels are compiled with numba (on first use, cached on
+disk) and run walks in parallel on all cores. First-order steps use one alias
+table per node (O(1) a step). Second-order steps use exact rejection sampling
+(as KnightKing does): propose x from the first-order table, accept with
+α(x)/max α, where "is x a neighbour of t" is a binary search in t's sorted row;
+the high 1/p of the return edge is folded into a separate mass so small p does
+not slow proposals down, and a step that keeps being rejected falls back to the
+exact O(degree) draw, which leaves the distribution unchanged.
+
+Reproducibility. Walk ``i`` draws from its own stretch of one SplitMix64
+stream keyed by ``(seed, i)``, and start nodes come from the seed alone, so
+the walks are the same for any number of threads and any chunking.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from typing import Any, Iterator, Literal, Mapping
+
+import numpy as np
+from pydantic import Field
+
+from embstore.config import PluginConfig, parse_config
+from embstore.errors import InputError
+from embstore.graph import Graph
+from embstore.sequences import Sequences
+
+log = logging.getLogger(__name__)
+
+
+class WalkConfig(PluginConfig):
+    """Options of the walk engine; DeepWalk and node2vec producers embed these."""
+
+    walk_length: int = Field(
+        80, ge=1, description="Nodes per walk, start included; a dead end makes a walk shorter."
+    )
+    walks_per_node: int = Field(
+        10,
+        ge=1,
+        description="Walks started per node on average: the run makes n_nodes × walks_per_node walks.",
+    )
+    p: float = Field(
+        1.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="node2vec return parameter: weight 1/p for stepping straight back; "
+        "small p keeps walks local (BFS-like, structural roles).",
+    )
+    q: float = Field(
+        1.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="node2vec in-out parameter: weight 1/q for moving away from the previous node; "
+        "small q sends walks outward (DFS-like, communities). p = q = 1 is DeepWalk.",
+    )
+    start: Literal["uniform", "degree"] = Field(
+        "uniform",
+        description="uniform: every node starts walks_per_node walks; degree: as many walks in "
+        "total, starts drawn in proportion to (weighted) out-degree.",
+    )
+    weighted: bool = Field(
+        True, description="Follow edges in proportion to their weights; False treats all as 1."
+    )
+    seed: int = Field(0, description="Seed: the same seed gives the same walks on any thread count.")
+    workers: int | None = Field(
+        None, ge=1, description="Threads for walking; None uses every core."
+    )
+
+
+def random_walks(
+    graph: Graph, config: WalkConfig | Mapping[str, Any] | None = None, progress: bool = True
+) -> Sequences:
+    """All walks of a run, held as int32 codes in one :class:`Sequences` (vocab = ``graph.ids``).
+
+    Walk order: with ``start="uniform"``, round r (of walks_per_node) visits every
+    node once in a seeded random order. Peak memory is about 4 bytes × n_walks ×
+    walk_length; use :func:`iter_walk_chunks` to stream instead.
+    """
+    plan = _Plan(graph, _config(config))
+    n_walks, length = plan.n_walks, plan.cfg.walk_length
+    out = np.empty(n_walks * length, dtype=np.int32)
+    lengths = np.empty(n_walks, dtype=np.int64)
+    written = 0
+    t0 = time.perf_counter()
+    chunk = _default_chunk(n_walks)
+    with _progress_bar(n_walks, progress) as bar:
+        for a in range(0, n_walks, chunk):
+            b = min(a + chunk, n_walks)
+            plan.walk(a, b, out[a * length : b * length], lengths[a:b])
+            written = _K.compact(out, a * length, written, lengths[a:b], length)
+            bar.update(b - a)
+    if written < out.shape[0]:
+        try:
+            out.resize((written,), refcheck=False)  # shrink in place: no second copy
+        except (ValueError, SystemError):
+            out = out[:written].copy()
+    offsets = np.zeros(n_walks + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    _log_rate(n_walks, written, time.perf_counter() - t0)
+    return Sequences(vocab=graph.ids, codes=out, offsets=offsets)
+
+
+def iter_walk_chunks(
+    graph: Graph,
+    config: WalkConfig | Mapping[str, Any] | None = None,
+    chunk_walks: int = 100_000,
+    progress: bool = False,
+) -> Iterator[Sequences]:
+    """The walks of :func:`random_walks`, in the same order, as Sequences of ≤ ``chunk_walks`` walks.
+
+    Concatenating the chunks gives exactly what :func:`random_walks` returns;
+    only one chunk is held at a time.
+    """
+    if chunk_walks < 1:
+        raise InputError(f"chunk_walks must be >= 1, got {chunk_walks}")
+    plan = _Plan(graph, _config(config))
+    n_walks, length = plan.n_walks, plan.cfg.walk_length
+    t0, tokens = time.perf_counter(), 0
+    with _progress_bar(n_walks, progress) as bar:
+        for a in range(0, n_walks, chunk_walks):
+            b = min(a + chunk_walks, n_walks)
+            buf = np.empty((b - a) * length, dtype=np.int32)
+            lengths = np.empty(b - a, dtype=np.int64)
+            plan.walk(a, b, buf, lengths)
+            used = _K.compact(buf, 0, 0, lengths, length)
+            codes = buf if used == buf.shape[0] else buf[:used].copy()
+            offsets = np.zeros(b - a + 1, dtype=np.int64)
+            np.cumsum(lengths, out=offsets[1:])
+            tokens += used
+            bar.update(b - a)
+            yield Sequences(vocab=graph.ids, codes=codes, offsets=offsets)
+    _log_rate(n_walks, tokens, time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------------- planning
+
+
+def _config(config: WalkConfig | Mapping[str, Any] | None) -> WalkConfig:
+    if isinstance(config, WalkConfig):
+        return config
+    return parse_config(WalkConfig, config, "walks")
+
+
+class _Plan:
+    """What one run needs: sampling tables, start nodes, seed; walks any range of walk indices."""
+
+    def __init__(self, graph: Graph, cfg: WalkConfig):
+        if not isinstance(graph, Graph):
+            raise InputError(f"random walks need an embstore.graph.Graph, got {type(graph).__name__}")
+        n = graph.n_nodes
+        if n == 0:
+            raise InputError("the graph has no nodes: nothing to walk")
+        _jit()
+        self.graph, self.cfg = graph, cfg
+        self.n_walks = n * cfg.walks_per_node
+        self.second = not (cfg.p == 1.0 and cfg.q == 1.0)
+        # Equal weights everywhere sample like no weights at all, without the alias lookups.
+        w = graph.weights
+        self.use_alias = bool(cfg.weighted and w.size and not np.all(w == w[0]))
+        if self.use_alias:
+            self.alias_p, self.alias_j = _alias_tables(graph)
+            self.wdeg = graph.degree(weighted=True)
+        else:
+            self.alias_p, self.alias_j = np.zeros(0, np.float32), np.zeros(0, np.int32)
+            self.wdeg = graph.degree().astype(np.float64)
+        self.starts = _start_nodes(graph, cfg, self.wdeg)
+        self.seed_state = np.uint64(_splitmix_py((cfg.seed + _GOLDEN_INT) & _MASK64))
+        self.threads = _threads(cfg.workers)
+
+    def walk(self, a: int, b: int, out: np.ndarray, lengths: np.ndarray) -> None:
+        """Walks a..b-1 into ``out`` (walk i at ``(i-a)*walk_length``), their lengths into ``lengths``."""
+        import numba
+
+        g, cfg = self.graph, self.cfg
+        before = numba.get_num_threads()
+        numba.set_num_threads(self.threads)
+        try:
+            _K.walk(
+                g.indptr, g.indices, g.weights, self.alias_p, self.alias_j, self.wdeg,
+                self.starts[a:b], np.int64(a), self.seed_state, np.int64(cfg.walk_length),
+                self.second, self.use_alias, 1.0 / cfg.p, 1.0 / cfg.q, out, lengths,
+            )  # fmt: skip
+        finally:
+            numba.set_num_threads(before)
+
+
+def _start_nodes(graph: Graph, cfg: WalkConfig, wdeg: np.ndarray) -> np.ndarray:
+    n, k = graph.n_nodes, cfg.walks_per_node
+    rng = np.random.default_rng([cfg.seed & _MASK64, 0x5EED57A2])
+    if cfg.start == "uniform":
+        starts = np.empty(n * k, dtype=np.int32)
+        for r in range(k):  # each round visits every node once, in its own order
+            starts[r * n : (r + 1) * n] = rng.permutation(n)
+        return starts
+    mass = wdeg if cfg.weighted else graph.degree().astype(np.float64)
+    total = float(mass.sum())
+    if total <= 0:
+        raise InputError("start='degree' needs at least one edge; the graph has none")
+    cdf = np.cumsum(mass / total)
+    cdf[-1] = 1.0
+    picks = np.searchsorted(cdf, rng.random(n * k), side="right")
+    return np.minimum(picks, n - 1).astype(np.int32)
+
+
+def _alias_tables(graph: Graph) -> tuple[np.ndarray, np.ndarray]:
+    if "alias" not in graph._cache:
+        m = graph.n_edges
+        prob = np.empty(m, np.float32)
+        alias = np.empty(m, np.int32)
+        _K.build_alias(graph.indptr, graph.weights, prob, alias, np.empty(m, np.float64),
+                       np.empty(m, np.int32))  # fmt: skip
+        graph._cache["alias"] = (prob, alias)
+    return graph._cache["alias"]
+
+
+def _threads(workers: int | None) -> int:
+    import numba
+
+    most = int(numba.config.NUMBA_NUM_THREADS)
+    return most if workers is None else max(1, min(int(workers), most))
+
+
+def _default_chunk(n_walks: int) -> int:
+    return int(min(max(n_walks // 64, 1 << 14), 1 << 20))
+
+
+def _progress_bar(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="walk", unit_scale=True, desc="walks", file=sys.stderr,
+                disable=not enabled, mininterval=0.5)  # fmt: skip
+
+
+def _log_rate(n_walks: int, tokens: int, seconds: float) -> None:
+    steps = tokens - n_walks
+    rate = steps / seconds if seconds > 0 else float("inf")
+    log.info("walked %d walks, %d steps in %.2fs (%.3g steps/s)", n_walks, steps, seconds, rate)
+
+
+# ---------------------------------------------------------------------- kernels
+#
+# Plain Python functions, compiled by `_jit` on first use so that importing this
+# module (e.g. for WalkConfig) does not import numba. `_jit` rebinds the module
+# globals below to their numba dispatchers; the kernels find each other through
+# those globals, which is also what lets numba cache them on disk.
+
+_MASK64 = (1 << 64) - 1
+_GOLDEN_INT = 0x9E3779B97F4A7C15
+_GOLDEN = np.uint64(_GOLDEN_INT)
+_STRIDE = np.uint64((_GOLDEN_INT << 24) & _MASK64)  # walk i owns stream positions i·2^24 ...
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_SH11, _SH27, _SH30, _SH31, _SH32 = (np.uint64(s) for s in (11, 27, 30, 31, 32))
+_LOW32 = np.uint64(0xFFFFFFFF)
+_INV32 = 1.0 / 4294967296.0
+_INV53 = 1.0 / 9007199254740992.0
+_MAX_TRIES = 16  # rejections before the exact O(degree) draw
+prange = range
+
+
+def _splitmix_py(z: int) -> int:
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def _next(s):
+    """SplitMix64: the next state and a 64-bit random value."""
+    s = s + _GOLDEN
+    z = s
+    z = (z ^ (z >> _SH30)) * _M1
+    z = (z ^ (z >> _SH27)) * _M2
+    return s, z ^ (z >> _SH31)
+
+
+def _uniform(s):
+    s, r = _next(s)
+    return s, np.float64(r >> _SH11) * _INV53
+
+
+def _find(indices, lo, hi, x):
+    """Position of x in the sorted slice indices[lo:hi], or -1."""
+    end = hi
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if indices[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo < end and indices[lo] == x:
+        return lo
+    return -1
+
+
+def _draw_first(s, indices, alias_p, alias_j, a, d, use_alias):
+    """One first-order step from the row starting at a with d > 0 entries: one random draw."""
+    s, r = _next(s)
+    k = np.int64(((r >> _SH32) * np.uint64(d)) >> _SH32)
+    if use_alias:
+        if np.float64(r & _LOW32) * _INV32 >= alias_p[a + k]:
+            k = np.int64(alias_j[a + k])
+    return s, indices[a + k]
+
+
+def _bias(indptr, indices, t, x, inv_p, inv_q):
+    if x == t:
+        return inv_p
+    if _find(indices, indptr[t], indptr[t + 1], x) >= 0:
+        return 1.0
+    return inv_q
+
+
+def _draw_exact(s, indptr, indices, weights, use_alias, t, v, inv_p, inv_q):
+    """Second-order step by the full O(degree) distribution (the rejection fallback)."""
+    a, b = indptr[v], indptr[v + 1]
+    total = 0.0
+    for k in range(a, b):
+        w = np.float64(weights[k]) if use_alias else 1.0
+        total += w * _bias(indptr, indices, t, indices[k], inv_p, inv_q)
+    s, u = _uniform(s)
+    u *= total
+    acc = 0.0
+    for k in range(a, b):
+        w = np.float64(weights[k]) if use_alias else 1.0
+        acc += w * _bias(indptr, indices, t, indices[k], inv_p, inv_q)
+        if u < acc:
+            return s, indices[k]
+    return s, indices[b - 1]
+
+
+def _draw_second(s, indptr, indices, weights, alias_p, alias_j, wdeg, use_alias, t, v,
+                 inv_p, inv_q, env, low):  # fmt: skip
+    """One node2vec step t -> v -> x by rejection from the first-order proposal.
+
+    Envelope: env·w(v,x) for every x (env = max(1, 1/q)), plus a separate mass
+    (1/p - env)·w(v,t) that returns to t directly when 1/p > env.
+    """
+    a, b = indptr[v], indptr[v + 1]
+    d = b - a
+    wv = wdeg[v]
+    extra = 0.0
+    if inv_p > env:
+        k = _find(indices, a, b, t)
+        if k >= 0:
+            extra = (inv_p - env) * (np.float64(weights[k]) if use_alias else 1.0)
+    base = env * wv
+    total = base + extra
+    keep_t = min(inv_p, env)
+    ta, tb = indptr[t], indptr[t + 1]
+    for _ in range(_MAX_TRIES):
+        s, u = _uniform(s)
+        y = u * total
+        if y >= base:
+            return s, t
+        y = y / wv  # uniform on [0, env), independent of the proposal below
+        s, x = _draw_first(s, indices, alias_p, alias_j, a, d, use_alias)
+        if x == t:
+            if y < keep_t:
+                return s, x
+        elif y < low:
+            return s, x
+        elif _find(indices, ta, tb, x) >= 0:
+            if y < 1.0:
+                return s, x
+        elif y < inv_q:
+            return s, x
+    return _draw_exact(s, indptr, indices, weights, use_alias, t, v, inv_p, inv_q)
+
+
+def _walk(indptr, indices, weights, alias_p, alias_j, wdeg, starts, first_walk, seed_state,
+          walk_length, second, use_alias, inv_p, inv_q, out, lengths):  # fmt: skip
+    """Walks first_walk + i for i < len(starts), in parallel; walk i goes to out[i·walk_length:]."""
+    env = max(1.0, inv_q)
+    low = min(1.0, inv_q)
+    for i in prange(starts.shape[0]):
+        s = seed_state + (np.uint64(first_walk) + np.uint64(i)) * _STRIDE
+        pos = np.int64(i) * walk_length
+        cur = np.int64(starts[i])
+        prev = np.int64(-1)
+        out[pos] = cur
+        n = 1
+        while n < walk_length:
+            a = indptr[cur]
+            d = indptr[cur + 1] - a
+            if d == 0:
+                break
+            if second and prev >= 0:
+                s, nxt = _draw_second(s, indptr, indices, weights, alias_p, alias_j, wdeg,
+                                      use_alias, prev, cur, inv_p, inv_q, env, low)  # fmt: skip
+            else:
+                s, nxt = _draw_first(s, indices, alias_p, alias_j, a, d, use_alias)
+            out[pos + n] = nxt
+            prev = cur
+            cur = np.int64(nxt)
+            n += 1
+        lengths[i] = n
+
+
+def _compact(out, src, dst, lengths, walk_length):
+    """Move walks stored at fixed strides from out[src:] down to out[dst:] back to back."""
+    for i in range(lengths.shape[0]):
+        n = lengths[i]
+        a = src + i * walk_length
+        if a != dst:
+            for k in range(n):
+                out[dst + k] = out[a + k]
+        dst += n
+    return dst
+
+
+def _build_alias(indptr, weights, prob, alias, scaled, stack):
+    """Vose alias table per row: keep local k with prob[k], else take alias[k]."""
+    for v in prange(indptr.shape[0] - 1):
+        a, b = indptr[v], indptr[v + 1]
+        d = b - a
+        if d == 0:
+            continue
+        total = 0.0
+        for k in range(a, b):
+            total += np.float64(weights[k])
+        n_small, n_large = 0, 0  # small stack grows from a upward, large from b-1 downward
+        for k in range(d):
+            scaled[a + k] = np.float64(weights[a + k]) * d / total
+            if scaled[a + k] < 1.0:
+                stack[a + n_small] = k
+                n_small += 1
+            else:
+                stack[b - 1 - n_large] = k
+                n_large += 1
+        while n_small > 0 and n_large > 0:
+            n_small -= 1
+            sm = stack[a + n_small]
+            n_large -= 1
+            lg = stack[b - 1 - n_large]
+            prob[a + sm] = scaled[a + sm]
+            alias[a + sm] = lg
+            scaled[a + lg] = (scaled[a + lg] + scaled[a + sm]) - 1.0
+            if scaled[a + lg] < 1.0:
+                stack[a + n_small] = lg
+                n_small += 1
+            else:
+                stack[b - 1 - n_large] = lg
+                n_large += 1
+        while n_large > 0:
+            n_large -= 1
+            lg = stack[b - 1 - n_large]
+            prob[a + lg] = 1.0
+            alias[a + lg] = lg
+        while n_small > 0:  # only rounding leftovers
+            n_small -= 1
+            sm = stack[a + n_small]
+            prob[a + sm] = 1.0
+            alias[a + sm] = sm
+
+
+class _Kernels:
+    walk: Any = None
+    compact: Any = None
+    build_alias: Any = None
+
+
+_K = _Kernels()
+_jit_lock = threading.Lock()
+
+
+def _jit() -> None:
+    """Compile (or load from numba's disk cache) the kernels, once per process."""
+    if _K.walk is not None:
+        return
+    with _jit_lock:
+        if _K.walk is not None:
+            return
+        import numba
+
+        g = globals()
+        g["prange"] = numba.prange
+        for name in ("_next", "_uniform", "_find", "_draw_first", "_bias", "_draw_exact",
+                     "_draw_second"):  # fmt: skip
+            g[name] = numba.njit(nogil=True, cache=True)(g[name])
+        _K.compact = numba.njit(nogil=True, cache=True)(_compact)
+        _K.build_alias = numba.njit(nogil=True, cache=True, parallel=True)(_build_alias)
+        _K.walk = numba.njit(nogil=True, cache=True, parallel=True)(_walk)

@@ -1,0 +1,1 @@
+"""The Feast repository template used by the embedded default store."""

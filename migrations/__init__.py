@@ -1,0 +1,1 @@
+"""Alembic migrations owning the version registry schema."""
