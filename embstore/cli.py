@@ -84,24 +84,14 @@ def run(state: _State, producer: str, set_name: str, inputs, columns, config, re
         entity, promote, as_json) -> None:
     """Train PRODUCER on the inputs and publish a new version of --set; prints its ref."""
     from embstore.config import parse_key_values
-    from embstore.inputs import InputSpec, Inputs, parse_input_arg
+    from embstore.inputs import Inputs, specs_from_args
+    from embstore.plugins import get_registry
 
-    specs = {}
-    for arg in inputs:
-        spec = parse_input_arg(arg)
-        specs[spec.kind] = spec
-    for arg in columns:
-        target, sep, actual = arg.partition("=")
-        kind, dot, canonical = target.partition(".")
-        if not (sep and dot and actual and canonical):
-            raise click.UsageError(f"--column {arg!r} is not KIND.CANONICAL=ACTUAL")
-        if kind not in specs:
-            raise click.UsageError(f"--column {arg!r} names input {kind!r}, which no --input gives")
-        old = specs[kind]
-        specs[kind] = InputSpec(old.kind, old.path, {**dict(old.columns), canonical: actual})
+    get_registry().producer(producer)  # an unknown producer is the first thing to say
+    specs = specs_from_args(inputs, columns)
     store = state.store()
     version = store.run(
-        producer, set_name, Inputs(list(specs.values())), parse_key_values(config, "--config"),
+        producer, set_name, Inputs(specs), parse_key_values(config, "--config"),
         promote=promote, entity=entity, retriever=retriever,
         retriever_config=parse_key_values(retriever_config, "--retriever-config"),
     )

@@ -134,7 +134,9 @@ def specs_from_args(input_args: Iterable[str], column_args: Iterable[str] = ()) 
     for arg in column_args:
         kind, canonical, actual = parse_column_arg(arg)
         if kind not in by_kind:
-            raise InputError(f"--column {arg!r} maps a column of {kind!r}, but no --input {kind}=PATH was given")
+            raise InputError(
+                f"--column {arg!r} maps a column of {kind!r}, but no --input {kind}=PATH was given"
+            )
         mappings.setdefault(kind, {})[canonical] = actual
     return [InputSpec(s.kind, s.path, mappings.get(s.kind, {})) for s in specs]
 
@@ -271,6 +273,8 @@ def _label(spec: InputSpec, actual: str, canonical: str) -> str:
 
 def _cell_error(spec: InputSpec, column: str, row: int, value: object, problem: str) -> InputError:
     """The one error format for a bad cell; ``row`` is 0-based here, shown 1-based."""
+    if isinstance(value, np.generic):
+        value = value.item()
     return InputError(f"{spec.display}: column {column} data row {row + 1}: {value!r} {problem}")
 
 
@@ -394,8 +398,9 @@ def _float_column(
 
 def _seconds_to_utc(spec: InputSpec, label: str, seconds: np.ndarray, raw) -> pd.DatetimeIndex:
     """Unix seconds to UTC; ``raw`` (the text as read, or None) is only used to show a bad cell."""
-    bad = ~np.isfinite(seconds) | (np.abs(np.where(np.isfinite(seconds), seconds, 0)) > _INT64_SECONDS)
-    if bad.any():
+    fine = seconds.size == 0 or (-_INT64_SECONDS <= seconds.min() and seconds.max() <= _INT64_SECONDS)
+    if not fine:  # NaN fails both comparisons, so it lands here too
+        bad = ~np.isfinite(seconds) | (np.abs(np.where(np.isfinite(seconds), seconds, 0)) > _INT64_SECONDS)
         i = _first(bad)
         shown = seconds[i] if raw is None else raw[i]
         shown = shown.as_py() if isinstance(shown, pa.Scalar) else shown
@@ -429,22 +434,45 @@ def _timestamp_column(spec: InputSpec, label: str, arr: pa.ChunkedArray) -> pd.D
         except pa.ArrowInvalid:
             continue
         return _seconds_to_utc(spec, label, numbers, arr)
+    for target in (pa.timestamp("ns", tz="UTC"), pa.timestamp("ns")):  # all ISO, all zoned or all naive
+        try:
+            stamps = pd.DatetimeIndex(pc.cast(arr, target).to_pandas())
+        except pa.ArrowInvalid:
+            continue
+        return stamps if stamps.tz is not None else stamps.tz_localize("UTC")
+    return _mixed_times(spec, label, arr)
+
+
+# An ISO time with a zone: a time part followed by Z or an offset (date-only '2021-03-01' has none).
+_ZONED = r"[T ][0-9:.,]+ ?(?:[zZ]|[+-][0-9]{2}(?::?[0-9]{2})?)$"
+
+
+def _mixed_times(spec: InputSpec, label: str, arr: pa.ChunkedArray) -> pd.DatetimeIndex:
+    """The slow path: numbers and ISO text mixed, or a bad cell to find.
+
+    Zoned and naive ISO strings are parsed apart: pandas applies a previous row's
+    offset to naive strings when they are mixed.
+    """
     raw = pd.Series(arr.to_numpy(zero_copy_only=False), dtype=object)
-    numbers = pd.to_numeric(raw, errors="coerce")
-    is_number = numbers.notna().to_numpy()
-    if is_number.all():  # e.g. 'nan' mixed with numbers
-        return _seconds_to_utc(spec, label, numbers.to_numpy(dtype=np.float64), raw.to_numpy())
+    numbers = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+    is_number = ~np.isnan(numbers)
+    in_range = is_number & (np.abs(np.where(is_number, numbers, 0)) <= _INT64_SECONDS)
     out = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
-    if is_number.any():
-        out[is_number] = _seconds_to_utc(
-            spec, label, numbers[is_number].to_numpy(dtype=np.float64), raw[is_number].to_numpy()
-        )
-    text = raw[~is_number]
-    out[~is_number] = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce").dt.as_unit("ns")
+    out[in_range] = pd.to_datetime(numbers[in_range], unit="s", utc=True)
+    zoned = raw.str.contains(_ZONED, regex=True).to_numpy(dtype=bool) & ~is_number
+    for mask in (zoned, ~zoned & ~is_number):
+        if mask.any():
+            parsed = pd.to_datetime(raw[mask], format="ISO8601", utc=True, errors="coerce")
+            out[mask] = parsed.dt.as_unit("ns")
     bad = out.isna().to_numpy()
     if bad.any():
         i = _first(bad)
-        raise _cell_error(spec, label, i, raw.iloc[i], "is not a number or ISO-8601 time")
+        problem = (
+            "is out of range for unix seconds (milliseconds? divide by 1000)"
+            if is_number[i]
+            else "is not a number or ISO-8601 time"
+        )
+        raise _cell_error(spec, label, i, raw.iloc[i], problem)
     return pd.DatetimeIndex(out)
 
 
@@ -533,7 +561,7 @@ class Inputs:
         fmt = _file_format(kind, spec.path)
         header = _header(spec, fmt)
         found = _resolve(spec, header)
-        keep_all = kind in ("side_info", "features", "table")
+        keep_all = kind in ("side_info", "features")
         columns = header if keep_all else list(found.values())
         return spec, found, header, _read(spec, fmt, header, columns, strings)
 
@@ -652,7 +680,8 @@ class Inputs:
         matrix = np.empty((table.num_rows, len(others)), dtype=np.float32)
         for j, name in enumerate(others):
             values = _float_column(spec, repr(name), table[name])
-            matrix[:, j] = values
+            with np.errstate(over="ignore"):
+                matrix[:, j] = values
             overflow = ~np.isfinite(matrix[:, j])
             if overflow.any():
                 i = _first(overflow)

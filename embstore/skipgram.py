@@ -132,7 +132,7 @@ class _CodeCorpus:
         return int((-(-lengths // self.max_len)).sum())
 
 
-def _progress_callback(epochs: int, enabled: bool):
+def _progress_callback(epochs: int, enabled: bool | None):
     """A gensim callback: a tqdm bar over epochs on stderr, and the loss of each epoch."""
     from gensim.models.callbacks import CallbackAny2Vec
     from tqdm.auto import tqdm
@@ -141,7 +141,8 @@ def _progress_callback(epochs: int, enabled: bool):
         def __init__(self) -> None:
             self.losses: list[float] = []
             self.bar = tqdm(
-                total=epochs, desc="skip-gram", unit="epoch", file=sys.stderr, disable=not enabled
+                total=epochs, desc="skip-gram", unit="epoch", file=sys.stderr,
+                disable=None if enabled is None else not enabled,
             )
 
         def on_epoch_begin(self, model) -> None:
@@ -162,7 +163,7 @@ def _progress_callback(epochs: int, enabled: bool):
 
 
 def train_skipgram(
-    sequences: Sequences, config: SkipGramConfig, progress: bool = True
+    sequences: Sequences, config: SkipGramConfig, progress: bool | None = True
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Train skip-gram vectors for the items of ``sequences``.
 
@@ -171,6 +172,9 @@ def train_skipgram(
     ``min_count`` times in sequences of two or more items); ``vectors`` is
     float32 ``(len(codes), dim)``; ``metrics`` is JSON-able (per-epoch losses,
     vocabulary size, tokens, seconds, words/s).
+
+    ``progress``: True draws a bar over epochs on stderr (with each epoch's loss),
+    False is silent, None draws it only when stderr is a terminal.
 
     Sequences of one item carry no context and are skipped. Raises InputError
     when nothing is left to train on.

@@ -219,7 +219,8 @@ def test_require_reject_unused_and_duplicate_kinds(tmp_path):
     inputs = load("edges", f)
     assert inputs.kinds == frozenset({"edges"})
     inputs.require(["edges"], "deepwalk")
-    with pytest.raises(InputError, match=r"producer 'graphsage' needs input\(s\) 'features'; pass --input features=PATH"):
+    needs = r"producer 'graphsage' needs input\(s\) 'features'; pass --input features=PATH"
+    with pytest.raises(InputError, match=needs):
         inputs.require(["edges", "features"], "graphsage")
     with pytest.raises(InputError, match=r"producer 'item2vec' does not use input\(s\) 'edges'"):
         inputs.reject_unused({"interactions"}, "item2vec")
@@ -240,6 +241,8 @@ BAD_CELLS = [
      r"column 'timestamp' data row 2: '2020-13-45' is not a number or ISO-8601 time"),
     ("interactions", "user_id,item_id,timestamp\n1,2,1600000000000\n", {},
      r"column 'timestamp' data row 1: '1600000000000' is out of range .*milliseconds"),
+    ("interactions", "user_id,item_id,timestamp\n1,2,3\n1,2,nan\n", {},
+     r"column 'timestamp' data row 2: 'nan' is not a finite number of unix seconds"),
     ("interactions", "user_id,item_id,timestamp\n1,2,3\n,2,3\n", {},
      r"i\.csv: column 'user_id' data row 2 is empty"),
     ("interactions", "userId,item_id,timestamp\n1,2,3\n1,  ,3\n", {"user_id": "userId"},
@@ -254,7 +257,7 @@ BAD_CELLS = [
     ("edges", "src,dst,weight\n1,2,-1\n", {}, r"column 'weight' data row 1: '-1' must be > 0"),
     ("edges", "src,dst,weight\n1,2,\n", {}, r"column 'weight' data row 1 is empty"),
     ("side_info", "item_id,genre\n1,a\n2,b\n1,c\n", {},
-     r"column 'item_id' data row 3: '1' is a duplicate id \(first at data row 1\)"),
+     r"column 'item_id' data row 3: 1 is a duplicate id \(first at data row 1\)"),
     ("features", "id,a\nx,1\nx,2\n", {}, r"column 'id' data row 2: 'x' is a duplicate id"),
     ("features", "id,a,b\n1,1,2\n2,3,oops\n", {}, r"column 'b' data row 2: 'oops' is not a number"),
     ("features", "id,a\n1,1e60\n", {}, r"column 'a' data row 1: .* does not fit float32"),
@@ -288,7 +291,8 @@ def test_empty_file_and_header_only(tmp_path):
     with pytest.raises(InputError, match=r"h\.csv: no data rows"):
         load("edges", write(tmp_path / "h.csv", "src,dst\n")).edges()
     empty_pq = tmp_path / "h.parquet"
-    pd.DataFrame({"src": pd.Series([], dtype="int64"), "dst": pd.Series([], dtype="int64")}).to_parquet(empty_pq)
+    no_rows = pd.Series([], dtype="int64")
+    pd.DataFrame({"src": no_rows, "dst": no_rows}).to_parquet(empty_pq)
     with pytest.raises(InputError, match=r"h\.parquet: no data rows"):
         load("edges", empty_pq).edges()
 
@@ -357,3 +361,19 @@ def test_movielens_ratings_in_place():
     # each sequence is in time order
     kept = df[df["rating"] >= 3.5].sort_values(["user_id", "timestamp"], kind="stable")
     assert liked.vocab[liked.codes].tolist() == kept["item_id"].tolist()
+
+
+def test_numbers_and_iso_text_may_mix_in_one_column(tmp_path):
+    f = write(
+        tmp_path / "i.csv",
+        "user_id,item_id,timestamp\n1,a,86400\n1,b,1970-01-01T12:00:00+01:00\n1,c,1970-01-01\n",
+    )
+    df = load("interactions", f).interactions()
+    assert df["timestamp"].tolist() == [
+        pd.Timestamp("1970-01-02", tz="UTC"),
+        pd.Timestamp("1970-01-01T11:00", tz="UTC"),
+        pd.Timestamp("1970-01-01", tz="UTC"),
+    ]
+    g = write(tmp_path / "j.csv", "user_id,item_id,timestamp\n1,a,86400\n1,b,2020-01-01\n1,c,1e12\n")
+    with pytest.raises(InputError, match=r"column 'timestamp' data row 3: '1e12' is out of range"):
+        load("interactions", g).interactions()

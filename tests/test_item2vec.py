@@ -114,6 +114,39 @@ def test_input_options_are_passed_to_inputs():
     assert fake.calls == [{"min_rating": 3.5, "session_gap": 3600.0}]
 
 
+def test_fit_through_real_inputs_on_a_csv(tmp_path):
+    """The real Inputs: CSV -> per-user sequences; min_rating drops rows, session_gap splits."""
+    from embstore.inputs import Inputs, InputSpec
+
+    seqs, cluster = planted_sequences(n_users=240, seed=5)
+    rng = np.random.default_rng(5)
+    rows = []
+    for u, seq in enumerate(seqs):
+        t = 1_700_000_000 + u * 100_000
+        for j, code in enumerate(seq.tolist()):
+            rows.append(f"u{u},{seqs.vocab[code]},{t + j * 60},{rng.choice([3.5, 4.0, 5.0])}")
+            # a disliked item from another cluster after every item: noise that min_rating removes
+            other = (code + 25 * int(rng.integers(1, 8))) % 200
+            rows.append(f"u{u},{seqs.vocab[other]},{t + j * 60 + 30},1.0")
+    path = tmp_path / "interactions.csv"
+    path.write_text("user_id,item_id,timestamp,rating\n" + "\n".join(rows) + "\n")
+    inputs = Inputs([InputSpec("interactions", path, {})])
+
+    cfg = parse_config(Item2VecConfig, {"dim": 32, "epochs": 10, "min_rating": 3.0, "seed": 1}, "x")
+    emb = Item2Vec().fit(inputs, cfg, progress=False).validated()
+    assert emb.ids.dtype == np.int64 and set(emb.ids.tolist()) <= set(seqs.vocab.tolist())
+    pos = {v: i for i, v in enumerate(seqs.vocab.tolist())}
+    got_cluster = cluster[[pos[i] for i in emb.ids.tolist()]]
+    assert top_k_same_cluster(emb.vectors, got_cluster, k=5) >= 0.8
+    assert emb.metadata["sequences"] == 240
+    assert emb.metadata["tokens_per_epoch"] == seqs.n_tokens  # the 1.0-rated rows were dropped
+
+    # every event 30 s apart: a 10 s gap leaves only one-item sessions
+    cfg = parse_config(Item2VecConfig, {"session_gap": 10, "epochs": 1}, "x")
+    with pytest.raises(InputError, match="session_gap=10"):
+        Item2Vec().fit(inputs, cfg, progress=False)
+
+
 # -- determinism -----------------------------------------------------------------
 
 _CHILD = textwrap.dedent(
@@ -163,7 +196,8 @@ def test_different_seeds_differ():
 
 def test_defaults():
     cfg = parse_config(Item2VecConfig, {}, "producer item2vec")
-    assert (cfg.dim, cfg.window, cfg.negative, cfg.epochs, cfg.min_count, cfg.workers) == (64, 5, 5, 5, 1, 1)
+    assert (cfg.dim, cfg.window, cfg.negative, cfg.epochs, cfg.min_count, cfg.workers) == (64, 20, 5, 5, 1, 1)
+    assert SkipGramConfig().window == 5
     assert cfg.min_rating is None and cfg.session_gap is None
     assert parse_config(Item2VecConfig, {"window": "all"}, "x").window == "all"
     for name, field in Item2VecConfig.model_fields.items():

@@ -1,0 +1,109 @@
+"""The CLI contract that jobs rely on: commands, output, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from embstore.cli import cli
+from embstore.demo_data import planted_interactions
+
+
+@pytest.fixture
+def interactions(tmp_path: Path) -> Path:
+    path = tmp_path / "interactions.csv"
+    planted_interactions(users=300, clusters=6, items_per_cluster=20, seed=3).to_csv(path, index=False)
+    return path
+
+
+def invoke(home: Path, *args: str):
+    return CliRunner().invoke(cli, ["--home", str(home), *args], catch_exceptions=False)
+
+
+def test_init_run_versions_promote_rollback_export_recall(home, interactions, tmp_path):
+    assert invoke(home, "init").exit_code == 0
+    run = invoke(home, "run", "item2vec", "--set", "demo_items", "--input", f"interactions={interactions}",
+                 "--config", "epochs=5", "--config", "dim=16", "--promote", "prod")
+    assert run.exit_code == 0, run.output
+    assert run.stdout.strip() == "demo_items@1"
+    run2 = invoke(home, "run", "item2vec", "--set", "demo_items", "--input", f"interactions={interactions}",
+                  "--config", "epochs=5", "--config", "dim=16", "--config", "seed=2")
+    assert run2.stdout.strip() == "demo_items@2"
+
+    versions = invoke(home, "versions", "demo_items", "--json")
+    rows = json.loads(versions.stdout)
+    assert [(r["number"], r["status"], r["aliases"]) for r in rows] == [(1, "published", ["prod"]), (2, "published", [])]
+    assert rows[0]["producer"] == "item2vec" and rows[0]["config"]["dim"] == 16 and rows[0]["input_fingerprint"]
+
+    assert invoke(home, "promote", "demo_items@2", "prod").output.strip() == "demo_items@prod -> demo_items@2"
+    assert invoke(home, "rollback", "demo_items", "prod").output.strip() == "demo_items@prod -> demo_items@1"
+
+    out = tmp_path / "export.parquet"
+    assert invoke(home, "export", "demo_items@prod", str(out)).exit_code == 0
+    table = pq.read_table(out)
+    assert table.column_names == ["id", "vector"] and table.num_rows == 120
+
+    rec = invoke(home, "recall", "demo_items@prod", "--id", "c2_i5", "-k", "5", "--json")
+    payload = json.loads(rec.stdout)
+    assert payload["ref"] == "demo_items@1"
+    [result] = payload["results"]
+    assert result["query"] == "c2_i5" and len(result["ids"]) == 5
+    assert sum(i.startswith("c2_") for i in result["ids"]) >= 4  # the planted cluster is found
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "nosuch", "--set", "s", "--input", "interactions=X"], "unknown producer 'nosuch'"),
+        (["run", "item2vec", "--set", "s", "--input", "interactions=INTER", "--config", "bogus=1"], "unknown key 'bogus'"),
+        (["run", "item2vec", "--set", "s", "--input", "interactions=INTER", "--config", "dim=zero"], "dim"),
+        (["run", "item2vec", "--set", "s", "--input", "interactions=/nonexistent.csv"], "nonexistent.csv"),
+        (["recall", "nope@prod", "--id", "1"], "unknown embedding set 'nope'"),
+        (["versions", "nope"], "unknown embedding set 'nope'"),
+    ],
+)
+def test_errors_are_one_line_and_nonzero(home, interactions, args, message):
+    assert invoke(home, "init").exit_code == 0
+    args = [a.replace("INTER", str(interactions)) for a in args]
+    result = CliRunner().invoke(cli, ["--home", str(home), *args])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: ") and message in lines[-1], result.output
+    assert "Traceback" not in result.output
+
+
+def test_home_from_environment_and_missing_home(home, monkeypatch):
+    monkeypatch.setenv("EMBSTORE_HOME", str(home))
+    assert CliRunner().invoke(cli, ["init"]).exit_code == 0
+    assert (home / "embstore.yaml").exists() and (home / "feature_repo" / "feature_store.yaml").exists()
+    monkeypatch.delenv("EMBSTORE_HOME")
+    result = CliRunner().invoke(cli, ["versions", "x"])
+    assert result.exit_code == 1 and "--home" in result.output
+
+
+def test_plugins_lists_builtins_with_versions():
+    result = CliRunner().invoke(cli, ["plugins", "--json"])
+    assert result.exit_code == 0
+    plugins = {p["name"]: p for p in json.loads(result.output)}
+    assert plugins["item2vec"]["producers"] == ["item2vec"]
+    assert plugins["faiss"]["retrievers"] == ["faiss"]
+    assert plugins["item2vec"]["version"] == plugins["faiss"]["version"] != ""
+    assert plugins["item2vec"]["source"] == "entry point"
+
+
+def test_real_process_exit_codes_and_debug(home, cli_env):
+    """Through the installed console script, as a scheduled job runs it."""
+    exe = Path(sys.executable).with_name("embstore")
+    ok = subprocess.run([str(exe), "init"], env=cli_env, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    bad = subprocess.run([str(exe), "recall", "nope", "--id", "1"], env=cli_env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == ["error: unknown embedding set 'nope' (sets: none yet)"]
+    debug = subprocess.run([str(exe), "--debug", "recall", "nope", "--id", "1"], env=cli_env, capture_output=True,
+                           text=True, timeout=120)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
