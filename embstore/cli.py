@@ -95,10 +95,9 @@ def run(state: _State, producer: str, set_name: str, inputs, columns, config, re
         promote=promote, entity=entity, retriever=retriever,
         retriever_config=parse_key_values(retriever_config, "--retriever-config"),
     )
-    if as_json:
-        click.echo(json.dumps(version.as_dict(), default=str))
-    else:
-        click.echo(version.ref)
+    published = version if isinstance(version, list) else [version]
+    for v in published:
+        click.echo(json.dumps(v.as_dict(), default=str) if as_json else v.ref)
 
 
 @cli.command()

@@ -360,6 +360,15 @@ class Registry:
             self._move_alias(s, v, alias, "promote")
             return _info(v, self._aliases_of(s, v))
 
+    def promote_many(self, versions: list[tuple[str, int]], alias: str) -> list[VersionInfo]:
+        """Move ``alias`` of several sets at once (e.g. FM's user and item sets)."""
+        with self.session() as s:
+            rows = [self._get_version(s, name, number) for name, number in versions]
+            for v in rows:
+                self._move_alias(s, v, alias, "promote")
+            s.flush()
+            return [_info(v, self._aliases_of(s, v)) for v in rows]
+
     def rollback(self, set_name: str, alias: str) -> VersionInfo:
         """Point ``alias`` back at the version it named before its last move."""
         with self.session() as s:

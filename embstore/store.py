@@ -118,8 +118,9 @@ class EmbeddingStore:
     def run(self, producer: str, set_name: str, inputs: Mapping[str, Any] | Any,
             config: Mapping[str, Any] | None = None, *, promote: str | None = None,
             entity: str | None = None, retriever: str | None = None,
-            retriever_config: Mapping[str, Any] | None = None) -> VersionInfo:
-        """Train ``producer`` on ``inputs`` and publish the result as the next version of ``set_name``.
+            retriever_config: Mapping[str, Any] | None = None) -> VersionInfo | list[VersionInfo]:
+        """Train ``producer`` on ``inputs`` and publish the result as the next version of ``set_name``
+        (or of ``<set_name>_<role>`` for each role of a multi-entity producer, returned as a list).
 
         ``inputs`` maps kind → path (or InputSpec), or is an ``Inputs`` object.
         """
@@ -141,15 +142,37 @@ class EmbeddingStore:
         inputs.require(cls.requires, producer)
         inputs.reject_unused(cls.requires | cls.accepts, producer)
         fingerprint = inputs.fingerprint()
-        emb = cls().fit(inputs, cfg)
-        if not isinstance(emb, Embeddings):
-            raise EmbeddingsError(f"producer {producer!r} returned {type(emb).__name__}, not Embeddings")
+        result = cls().fit(inputs, cfg)
         info = plugins.owner("producer", producer)
-        return self.publish(
-            set_name, emb, producer=producer, plugin=info.name, plugin_version=info.version,
+        common = dict(
+            producer=producer, plugin=info.name, plugin_version=info.version,
             config=cfg.model_dump(mode="json"), input_fingerprint=fingerprint,
-            entity=entity or cls.entity, promote=promote, retriever=rcls.name, retriever_config=rcfg,
+            retriever=rcls.name, retriever_config=rcfg,
         )
+        if cls.entities:
+            return self._publish_roles(set_name, cls.entities, result, promote, producer, common)
+        if not isinstance(result, Embeddings):
+            raise EmbeddingsError(f"producer {producer!r} returned {type(result).__name__}, not Embeddings")
+        return self.publish(set_name, result, entity=entity or cls.entity, promote=promote, **common)
+
+    def _publish_roles(self, set_name: str, roles: Mapping[str, str], result: Any, promote: str | None,
+                       producer: str, common: dict) -> list[VersionInfo]:
+        """Publish one set per role, then move all their aliases in one transaction."""
+        if not isinstance(result, Mapping) or set(result) != set(roles):
+            raise EmbeddingsError(
+                f"producer {producer!r} must return Embeddings for roles {sorted(roles)}, "
+                f"got {sorted(result) if isinstance(result, Mapping) else type(result).__name__}"
+            )
+        for role, emb in result.items():  # all valid before anything is stored
+            if not isinstance(emb, Embeddings):
+                raise EmbeddingsError(f"producer {producer!r} returned {type(emb).__name__} for role {role!r}")
+            emb.validated()
+        published = [
+            self.publish(f"{set_name}_{role}", result[role], entity=roles[role], **common) for role in roles
+        ]
+        if promote:
+            published = self.registry.promote_many([(v.set, v.number) for v in published], promote)
+        return published
 
     def _retriever_for(self, name: str | None, config: Mapping[str, Any] | None):
         from embstore.plugins import get_registry

@@ -182,10 +182,10 @@ class _Plan:
         w = graph.weights
         self.use_alias = bool(cfg.weighted and w.size and not np.all(w == w[0]))
         if self.use_alias:
-            self.alias_p, self.alias_j = _alias_tables(graph)
+            self.tab = _edge_table(graph)
             self.wdeg = graph.degree(weighted=True)
-        else:
-            self.alias_p, self.alias_j = np.zeros(0, np.float32), np.zeros(0, np.int32)
+        else:  # the same kernels read column 0 only: the neighbour codes themselves
+            self.tab = graph.indices.view(np.uint32).reshape(-1, 1)
             self.wdeg = graph.degree().astype(np.float64)
         self.starts = _start_nodes(graph, cfg, self.wdeg)
         self.seed_state = np.uint64(_splitmix_py((cfg.seed + _GOLDEN_INT) & _MASK64))
@@ -198,13 +198,16 @@ class _Plan:
         g, cfg = self.graph, self.cfg
         before = numba.get_num_threads()
         numba.set_num_threads(self.threads)
+        chunksize = numba.set_parallel_chunksize(1)  # threads take blocks as they free up
         try:
             _K.walk(
-                g.indptr, g.indices, g.weights, self.alias_p, self.alias_j, self.wdeg,
-                self.starts[a:b], np.int64(a), self.seed_state, np.int64(cfg.walk_length),
-                self.second, self.use_alias, 1.0 / cfg.p, 1.0 / cfg.q, out, lengths,
+                g.indptr, g.indices, g.directed, self.tab, self.tab.view(np.float32), self.wdeg,
+                self.starts[a:b],
+                np.int64(a), self.seed_state, np.int64(cfg.walk_length), self.second,
+                self.use_alias, 1.0 / cfg.p, 1.0 / cfg.q, out, lengths,
             )  # fmt: skip
         finally:
+            numba.set_parallel_chunksize(chunksize)
             numba.set_num_threads(before)
 
 
@@ -226,15 +229,25 @@ def _start_nodes(graph: Graph, cfg: WalkConfig, wdeg: np.ndarray) -> np.ndarray:
     return np.minimum(picks, n - 1).astype(np.int32)
 
 
-def _alias_tables(graph: Graph) -> tuple[np.ndarray, np.ndarray]:
-    if "alias" not in graph._cache:
+def _edge_table(graph: Graph) -> np.ndarray:
+    """Per arc, one 16-byte row: [neighbour, alias neighbour, keep threshold, weight bits].
+
+    A weighted step reads one row (one cache miss) and takes the neighbour when
+    32 random bits fall below the threshold, else the alias (Vose's method).
+    Cached on the graph: built once, reused by every run.
+    """
+    if "edge_table" not in graph._cache:
         m = graph.n_edges
-        prob = np.empty(m, np.float32)
-        alias = np.empty(m, np.int32)
-        _K.build_alias(graph.indptr, graph.weights, prob, alias, np.empty(m, np.float64),
-                       np.empty(m, np.int32))  # fmt: skip
-        graph._cache["alias"] = (prob, alias)
-    return graph._cache["alias"]
+        prob = np.empty(m, np.float64)
+        alias = np.empty(m, np.int64)
+        _K.build_alias(graph.indptr, graph.weights, prob, alias, np.empty(m, np.int64))
+        tab = np.empty((m, 4), np.uint32)
+        tab[:, 0] = graph.indices
+        tab[:, 1] = graph.indices[alias]
+        tab[:, 2] = np.minimum(np.floor(prob * 2.0**32), 2.0**32 - 1).astype(np.uint32)
+        tab[:, 3] = graph.weights.view(np.uint32)
+        graph._cache["edge_table"] = tab
+    return graph._cache["edge_table"]
 
 
 def _threads(workers: int | None) -> int:
@@ -279,6 +292,8 @@ _LOW32 = np.uint64(0xFFFFFFFF)
 _INV32 = 1.0 / 4294967296.0
 _INV53 = 1.0 / 9007199254740992.0
 _MAX_TRIES = 16  # rejections before the exact O(degree) draw
+_BLOCK = 512  # walks per parallel task
+_SLOTS = 16  # walks interleaved within a task
 prange = range
 
 
@@ -303,121 +318,182 @@ def _uniform(s):
 
 
 def _find(indices, lo, hi, x):
-    """Position of x in the sorted slice indices[lo:hi], or -1."""
-    end = hi
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if indices[mid] < x:
-            lo = mid + 1
-        else:
-            hi = mid
-    if lo < end and indices[lo] == x:
-        return lo
-    return -1
+    """Position of x in the sorted slice indices[lo:hi], or -1.
+
+    Branch-free (the loop runs log2(hi - lo) times whatever the data, and the
+    comparison becomes a conditional move), so a miss costs no pipeline flush.
+    """
+    n = hi - lo
+    if n <= 0:
+        return -1
+    base = lo
+    while n > 1:
+        half = n >> 1
+        base = base + half if indices[base + half] <= x else base
+        n -= half
+    return base if indices[base] == x else -1
 
 
-def _draw_first(s, indices, alias_p, alias_j, a, d, use_alias):
-    """One first-order step from the row starting at a with d > 0 entries: one random draw."""
+def _adjacent(indptr, indices, directed, t, x):
+    """Does the arc t->x exist? Undirected graphs search the shorter of the two rows."""
+    ta, tb = indptr[t], indptr[t + 1]
+    if not directed:
+        xa, xb = indptr[x], indptr[x + 1]
+        if xb - xa < tb - ta:
+            return _find(indices, xa, xb, t) >= 0
+    return _find(indices, ta, tb, x) >= 0
+
+
+def _draw_first(s, tab, a, d, use_alias):
+    """One first-order step from the row at a with d > 0 entries, from one random draw.
+
+    The high 32 bits pick a slot, the low 32 bits decide between the slot and its alias.
+    """
     s, r = _next(s)
-    k = np.int64(((r >> _SH32) * np.uint64(d)) >> _SH32)
-    if use_alias:
-        if np.float64(r & _LOW32) * _INV32 >= alias_p[a + k]:
-            k = np.int64(alias_j[a + k])
-    return s, indices[a + k]
+    k = a + np.int64(((r >> _SH32) * np.uint64(d)) >> _SH32)
+    if use_alias and (r & _LOW32) >= np.uint64(tab[k, 2]):
+        return s, np.int64(tab[k, 1])
+    return s, np.int64(tab[k, 0])
 
 
-def _bias(indptr, indices, t, x, inv_p, inv_q):
+def _weight(tabf, k, use_alias):
+    return np.float64(tabf[k, 3]) if use_alias else 1.0
+
+
+def _bias(indptr, indices, directed, t, x, inv_p, inv_q):
     if x == t:
         return inv_p
-    if _find(indices, indptr[t], indptr[t + 1], x) >= 0:
+    if _adjacent(indptr, indices, directed, t, x):
         return 1.0
     return inv_q
 
 
-def _draw_exact(s, indptr, indices, weights, use_alias, t, v, inv_p, inv_q):
+def _draw_exact(s, indptr, indices, directed, tabf, use_alias, t, v, inv_p, inv_q):
     """Second-order step by the full O(degree) distribution (the rejection fallback)."""
     a, b = indptr[v], indptr[v + 1]
     total = 0.0
     for k in range(a, b):
-        w = np.float64(weights[k]) if use_alias else 1.0
-        total += w * _bias(indptr, indices, t, indices[k], inv_p, inv_q)
+        total += _weight(tabf, k, use_alias) * _bias(indptr, indices, directed, t, indices[k], inv_p,
+                                                     inv_q)  # fmt: skip
     s, u = _uniform(s)
     u *= total
     acc = 0.0
     for k in range(a, b):
-        w = np.float64(weights[k]) if use_alias else 1.0
-        acc += w * _bias(indptr, indices, t, indices[k], inv_p, inv_q)
+        acc += _weight(tabf, k, use_alias) * _bias(indptr, indices, directed, t, indices[k], inv_p,
+                                                   inv_q)  # fmt: skip
         if u < acc:
-            return s, indices[k]
-    return s, indices[b - 1]
+            return s, np.int64(indices[k])
+    return s, np.int64(indices[b - 1])
 
 
-def _draw_second(s, indptr, indices, weights, alias_p, alias_j, wdeg, use_alias, t, v,
-                 inv_p, inv_q, env, low):  # fmt: skip
+def _draw_second(s, indptr, indices, directed, tab, tabf, wdeg, use_alias, t, v, inv_p, inv_q,
+                 env, low):  # fmt: skip
     """One node2vec step t -> v -> x by rejection from the first-order proposal.
 
     Envelope: env·w(v,x) for every x (env = max(1, 1/q)), plus a separate mass
     (1/p - env)·w(v,t) that returns to t directly when 1/p > env.
     """
     a, b = indptr[v], indptr[v + 1]
-    d = b - a
     wv = wdeg[v]
     extra = 0.0
     if inv_p > env:
         k = _find(indices, a, b, t)
         if k >= 0:
-            extra = (inv_p - env) * (np.float64(weights[k]) if use_alias else 1.0)
+            extra = (inv_p - env) * _weight(tabf, k, use_alias)
     base = env * wv
     total = base + extra
     keep_t = min(inv_p, env)
-    ta, tb = indptr[t], indptr[t + 1]
     for _ in range(_MAX_TRIES):
         s, u = _uniform(s)
         y = u * total
         if y >= base:
             return s, t
         y = y / wv  # uniform on [0, env), independent of the proposal below
-        s, x = _draw_first(s, indices, alias_p, alias_j, a, d, use_alias)
+        s, x = _draw_first(s, tab, a, b - a, use_alias)
         if x == t:
             if y < keep_t:
                 return s, x
         elif y < low:
             return s, x
-        elif _find(indices, ta, tb, x) >= 0:
+        elif _adjacent(indptr, indices, directed, t, x):
             if y < 1.0:
                 return s, x
         elif y < inv_q:
             return s, x
-    return _draw_exact(s, indptr, indices, weights, use_alias, t, v, inv_p, inv_q)
+    return _draw_exact(s, indptr, indices, directed, tabf, use_alias, t, v, inv_p, inv_q)
 
 
-def _walk(indptr, indices, weights, alias_p, alias_j, wdeg, starts, first_walk, seed_state,
-          walk_length, second, use_alias, inv_p, inv_q, out, lengths):  # fmt: skip
-    """Walks first_walk + i for i < len(starts), in parallel; walk i goes to out[i·walk_length:]."""
+def _walk(indptr, indices, directed, tab, tabf, wdeg, starts, first_walk, seed_state, walk_length, second,
+          use_alias, inv_p, inv_q, out, lengths):  # fmt: skip
+    """Walks first_walk + i for i < len(starts); walk i goes to out[i·walk_length:].
+
+    Blocks of walks run in parallel. Inside a block, _SLOTS walks advance in
+    turn, one step each, so the processor overlaps their memory misses (a walk's
+    own steps depend on each other; different walks' steps do not).
+    """
+    n_walks = starts.shape[0]
     env = max(1.0, inv_q)
     low = min(1.0, inv_q)
-    for i in prange(starts.shape[0]):
-        s = seed_state + (np.uint64(first_walk) + np.uint64(i)) * _STRIDE
-        pos = np.int64(i) * walk_length
-        cur = np.int64(starts[i])
-        prev = np.int64(-1)
-        out[pos] = cur
-        n = 1
-        while n < walk_length:
-            a = indptr[cur]
-            d = indptr[cur + 1] - a
-            if d == 0:
-                break
-            if second and prev >= 0:
-                s, nxt = _draw_second(s, indptr, indices, weights, alias_p, alias_j, wdeg,
-                                      use_alias, prev, cur, inv_p, inv_q, env, low)  # fmt: skip
-            else:
-                s, nxt = _draw_first(s, indices, alias_p, alias_j, a, d, use_alias)
-            out[pos + n] = nxt
-            prev = cur
-            cur = np.int64(nxt)
-            n += 1
-        lengths[i] = n
+    n_blocks = (n_walks + _BLOCK - 1) // _BLOCK
+    for blk in prange(n_blocks):
+        lo = np.int64(blk) * _BLOCK
+        hi = min(lo + _BLOCK, n_walks)
+        walk = np.full(_SLOTS, -1, np.int64)
+        state = np.zeros(_SLOTS, np.uint64)
+        cur = np.zeros(_SLOTS, np.int64)
+        prev = np.zeros(_SLOTS, np.int64)
+        count = np.zeros(_SLOTS, np.int64)
+        following = lo
+        active = 0
+        for j in range(_SLOTS):
+            following, active = _begin(j, following, hi, walk, state, cur, prev, count, starts,
+                                       first_walk, seed_state, walk_length, out, lengths,
+                                       active)  # fmt: skip
+        while active > 0:
+            for j in range(_SLOTS):
+                i = walk[j]
+                if i < 0:
+                    continue
+                c = cur[j]
+                a = indptr[c]
+                d = indptr[c + 1] - a
+                if d > 0:
+                    if second and prev[j] >= 0:
+                        s, x = _draw_second(state[j], indptr, indices, directed, tab, tabf, wdeg,
+                                            use_alias, prev[j], c, inv_p, inv_q, env, low)  # fmt: skip
+                    else:
+                        s, x = _draw_first(state[j], tab, a, d, use_alias)
+                    state[j] = s
+                    out[i * walk_length + count[j]] = x
+                    count[j] += 1
+                    prev[j] = c
+                    cur[j] = x
+                if d == 0 or count[j] == walk_length:
+                    lengths[i] = count[j]
+                    active -= 1
+                    following, active = _begin(j, following, hi, walk, state, cur, prev, count,
+                                               starts, first_walk, seed_state, walk_length, out,
+                                               lengths, active)  # fmt: skip
+
+
+def _begin(j, i, hi, walk, state, cur, prev, count, starts, first_walk, seed_state, walk_length,
+           out, lengths, active):  # fmt: skip
+    """Put walk i (if i < hi) into slot j; walks of length 1 finish on the spot."""
+    walk[j] = -1
+    while i < hi:
+        node = np.int64(starts[i])
+        out[i * walk_length] = node
+        if walk_length == 1:
+            lengths[i] = 1
+            i += 1
+            continue
+        walk[j] = i
+        state[j] = seed_state + (np.uint64(first_walk) + np.uint64(i)) * _STRIDE
+        cur[j] = node
+        prev[j] = -1
+        count[j] = 1
+        return i + 1, active + 1
+    return i, active
 
 
 def _compact(out, src, dst, lengths, walk_length):
@@ -432,8 +508,8 @@ def _compact(out, src, dst, lengths, walk_length):
     return dst
 
 
-def _build_alias(indptr, weights, prob, alias, scaled, stack):
-    """Vose alias table per row: keep local k with prob[k], else take alias[k]."""
+def _build_alias(indptr, weights, prob, alias, stack):
+    """Vose alias table per row: at arc k keep it with prob[k], else go to arc alias[k]."""
     for v in prange(indptr.shape[0] - 1):
         a, b = indptr[v], indptr[v + 1]
         d = b - a
@@ -443,9 +519,9 @@ def _build_alias(indptr, weights, prob, alias, scaled, stack):
         for k in range(a, b):
             total += np.float64(weights[k])
         n_small, n_large = 0, 0  # small stack grows from a upward, large from b-1 downward
-        for k in range(d):
-            scaled[a + k] = np.float64(weights[a + k]) * d / total
-            if scaled[a + k] < 1.0:
+        for k in range(a, b):
+            prob[k] = np.float64(weights[k]) * d / total
+            if prob[k] < 1.0:
                 stack[a + n_small] = k
                 n_small += 1
             else:
@@ -453,28 +529,27 @@ def _build_alias(indptr, weights, prob, alias, scaled, stack):
                 n_large += 1
         while n_small > 0 and n_large > 0:
             n_small -= 1
-            sm = stack[a + n_small]
+            small = stack[a + n_small]
             n_large -= 1
-            lg = stack[b - 1 - n_large]
-            prob[a + sm] = scaled[a + sm]
-            alias[a + sm] = lg
-            scaled[a + lg] = (scaled[a + lg] + scaled[a + sm]) - 1.0
-            if scaled[a + lg] < 1.0:
-                stack[a + n_small] = lg
+            large = stack[b - 1 - n_large]
+            alias[small] = large  # prob[small] is final
+            prob[large] = (prob[large] + prob[small]) - 1.0
+            if prob[large] < 1.0:
+                stack[a + n_small] = large
                 n_small += 1
             else:
-                stack[b - 1 - n_large] = lg
+                stack[b - 1 - n_large] = large
                 n_large += 1
         while n_large > 0:
             n_large -= 1
-            lg = stack[b - 1 - n_large]
-            prob[a + lg] = 1.0
-            alias[a + lg] = lg
+            large = stack[b - 1 - n_large]
+            prob[large] = 1.0
+            alias[large] = large
         while n_small > 0:  # only rounding leftovers
             n_small -= 1
-            sm = stack[a + n_small]
-            prob[a + sm] = 1.0
-            alias[a + sm] = sm
+            small = stack[a + n_small]
+            prob[small] = 1.0
+            alias[small] = small
 
 
 class _Kernels:
@@ -498,8 +573,8 @@ def _jit() -> None:
 
         g = globals()
         g["prange"] = numba.prange
-        for name in ("_next", "_uniform", "_find", "_draw_first", "_bias", "_draw_exact",
-                     "_draw_second"):  # fmt: skip
+        for name in ("_next", "_uniform", "_find", "_adjacent", "_draw_first", "_weight", "_bias",
+                     "_draw_exact", "_draw_second", "_begin"):  # fmt: skip
             g[name] = numba.njit(nogil=True, cache=True)(g[name])
         _K.compact = numba.njit(nogil=True, cache=True)(_compact)
         _K.build_alias = numba.njit(nogil=True, cache=True, parallel=True)(_build_alias)

@@ -1,0 +1,78 @@
+"""Plugin discovery and its errors: entry points, the EMBSTORE_PLUGINS override, clear failures."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from embstore.cli import cli
+from embstore.errors import PluginError
+from embstore.plugins import PluginRegistry, get_registry
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_registry(monkeypatch):
+    monkeypatch.delenv("EMBSTORE_PLUGINS", raising=False)
+    yield
+    monkeypatch.delenv("EMBSTORE_PLUGINS", raising=False)
+    get_registry(reload=True)
+
+
+def test_builtins_come_through_the_entry_point_group():
+    reg = PluginRegistry()
+    assert reg.producer("item2vec").name == "item2vec"
+    assert reg.retriever("faiss").name == "faiss"
+    assert reg.plugins["item2vec"].source == "entry point"
+    assert reg.plugins["item2vec"].hooks == ["register_producers"]
+
+
+def test_development_override_loads_modules(monkeypatch):
+    monkeypatch.setenv("EMBSTORE_PLUGINS", "dev_plugins.two_roles")
+    reg = PluginRegistry()
+    info = reg.plugins["dev_plugins.two_roles"]
+    assert (info.source, info.version, info.producers) == ("EMBSTORE_PLUGINS", "0.0.1", ["two_roles"])
+    get_registry(reload=True)
+    result = CliRunner().invoke(cli, ["plugins", "--json"])
+    listed = {p["name"]: p for p in json.loads(result.output)}
+    assert listed["dev_plugins.two_roles"]["producers"] == ["two_roles"]
+
+
+@pytest.mark.parametrize(
+    "module, message",
+    [
+        ("dev_plugins.duplicate", "duplicate producer name 'item2vec'"),
+        ("dev_plugins.misspelled", "unknown hook"),
+        ("dev_plugins.not_a_producer", "not a Producer subclass"),
+        ("dev_plugins.does_not_exist", "cannot be imported"),
+    ],
+)
+def test_plugin_errors_are_clear(monkeypatch, module, message):
+    monkeypatch.setenv("EMBSTORE_PLUGINS", module)
+    with pytest.raises(PluginError, match=message):
+        PluginRegistry()
+
+
+def test_unknown_producer_lists_installed():
+    with pytest.raises(PluginError, match=r"unknown producer 'nope' \(installed: .*item2vec"):
+        PluginRegistry().producer("nope")
+
+
+def test_multi_role_producer_publishes_sets_and_moves_aliases_together(store, monkeypatch, tmp_path):
+    monkeypatch.setenv("EMBSTORE_PLUGINS", "dev_plugins.two_roles")
+    get_registry(reload=True)
+    path = tmp_path / "i.csv"
+    pd.DataFrame({"user_id": [1, 1, 2], "item_id": ["a", "b", "a"], "timestamp": [1, 2, 3]}).to_csv(path, index=False)
+    published = store.run("two_roles", "fm", {"interactions": path}, promote="prod")
+    assert [(v.set, v.number, v.entity, v.aliases) for v in published] == [
+        ("fm_user", 1, "user_id", ("prod",)), ("fm_item", 1, "item_id", ("prod",))
+    ]
+    user = store.vectors("fm_user@prod", [2]).matrix
+    [hit] = store.recall("fm_item@prod", vectors=user, k=2)
+    assert sorted(hit.ids) == ["a", "b"]
