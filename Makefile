@@ -33,7 +33,7 @@ else
 	$(EMB) --home $(HOME_DIR) run item2vec --set movies_item2vec \
 	  --input interactions=$(MOVIELENS)/ratings.csv \
 	  --column interactions.user_id=userId --column interactions.item_id=movieId \
-	  --config min_rating=3.5 --config epochs=10 --config seed=1 --promote prod
+	  --config min_rating=3.5 --config min_count=10 --config epochs=10 --config seed=1 --promote prod
 	$(EMB) --home $(HOME_DIR) versions movies_item2vec
 	$(EMB) --home $(HOME_DIR) recall movies_item2vec@prod --id 1 --id 260 -k 5
 endif
