@@ -58,12 +58,21 @@ def cli(ctx: click.Context, home: str | None, debug: bool) -> None:
 
 @cli.command()
 @click.option("--registry-url", help="SQLAlchemy URL of the version registry (default: sqlite file in HOME)")
+@click.option("--postgres", "postgres_url", metavar="URL", help="team backend: PostgreSQL for both registries, e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test")
+@click.option("--redis", "redis_url", metavar="URL", help="team backend: Redis for Feast's online store, e.g. redis://127.0.0.1:6379/0")
+@click.option("--schema", help="team backend: PostgreSQL schema of embstore's tables (default embstore)")
+@click.option("--project", help="Feast project name (default embstore)")
 @click.pass_obj
-def init(state: _State, registry_url: str | None) -> None:
-    """Create a store home: settings, Feast repo, registry schema."""
+def init(state: _State, registry_url, postgres_url, redis_url, schema, project) -> None:
+    """Create a store home: settings, Feast repo, registry schema.
+
+    With --postgres and --redis the store uses the team backend (PostgreSQL + Redis)."""
     from embstore.store import EmbeddingStore
 
-    settings = {"registry_url": registry_url} if registry_url else {}
+    settings = {k: v for k, v in {"registry_url": registry_url, "postgres_url": postgres_url, "redis_url": redis_url,
+                                  "schema": schema, "project": project}.items() if v}
+    if postgres_url or redis_url:
+        settings["backend"] = "team"
     store = EmbeddingStore.init(state.home, **settings)
     click.echo(f"initialised {store.home}")
 
@@ -184,6 +193,19 @@ def gc(state: _State) -> None:
     """Delete the files and Feast views of failed versions (published data untouched)."""
     removed = state.store().gc()
     click.echo("removed " + (", ".join(removed) if removed else "nothing"))
+
+
+@cli.command()
+@click.pass_obj
+def doctor(state: _State) -> None:
+    """Check the configured backends; exit 1 naming what is unreachable or misconfigured."""
+    from embstore.doctor import diagnose
+
+    checks = diagnose(state.home)
+    for check in checks:
+        click.echo(check.line())
+    if not all(c.ok for c in checks):
+        sys.exit(1)
 
 
 @cli.command()

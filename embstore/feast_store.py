@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import pandas as pd
 
 from embstore.errors import ConfigError, PublishError
 
-PROJECT = "embstore"
+if TYPE_CHECKING:
+    from embstore.settings import StoreSettings
+
 ONLINE_CHUNK_ROWS = 10_000
 
 
@@ -26,14 +29,35 @@ def feature_view_name(set_name: str, number: int) -> str:
     return f"{set_name}__v{number}"
 
 
-def render_repo(repo: Path) -> None:
-    """Write HOME/feature_repo/feature_store.yaml from the packaged template (embedded default)."""
+def render_repo(repo: Path, settings: "StoreSettings") -> None:
+    """Write HOME/feature_repo/feature_store.yaml for the configured backend.
+
+    embedded: the packaged template (file registry, SQLite online store under repo/data).
+    team: Feast's SQL registry in PostgreSQL schema ``<schema>_feast`` and its online store on Redis.
+    """
+    import yaml
+
     import embstore_feature_repo
+    from embstore.registry import ensure_pg_schema
+    from embstore.settings import redis_connection_string, with_search_path
 
     template = (Path(embstore_feature_repo.__file__).parent / "feature_store.yaml").read_text()
     data = repo / "data"
     data.mkdir(parents=True, exist_ok=True)
-    (repo / "feature_store.yaml").write_text(template.replace("{data}", str(data.resolve())))
+    config = yaml.safe_load(template.replace("{data}", str(data.resolve())))
+    config["project"] = settings.project
+    if settings.backend == "team":
+        url = with_search_path(settings.postgres_url, settings.feast_schema())
+        ensure_pg_schema(url)
+        config["registry"] = {"registry_type": "sql", "path": url, "cache_ttl_seconds": 0,
+                              "sqlalchemy_config_kwargs": {"pool_pre_ping": True}}
+        config["online_store"] = {"type": "redis", "connection_string": redis_connection_string(settings.redis_url)}
+    text = "# written by embstore from HOME/embstore.yaml; edit that file instead\n" + yaml.safe_dump(config, sort_keys=False)
+    target = repo / "feature_store.yaml"
+    if not target.exists() or target.read_text() != text:
+        tmp = target.with_suffix(".yaml.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, target)
 
 
 class FeastBackend:
@@ -127,6 +151,7 @@ class FeastBackend:
 
     def write_online(self, name: str, frame: pd.DataFrame, progress=None) -> None:
         """Chunked writes (faster and leaner than materialize for whole-table loads)."""
+        self.store.refresh_registry()  # the SQL registry's cache does not see our own apply
         for start in range(0, len(frame), ONLINE_CHUNK_ROWS):
             chunk = frame.iloc[start : start + ONLINE_CHUNK_ROWS]
             self.store.write_to_online_store(name, chunk)

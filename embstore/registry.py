@@ -78,6 +78,33 @@ def downgrade(engine: sa.Engine, revision: str) -> None:
         command.downgrade(alembic_config(conn), revision)
 
 
+def _search_path(url: sa.engine.URL) -> str | None:
+    options = url.query.get("options")
+    options = options[0] if isinstance(options, tuple) else options
+    if options and "search_path=" in options:
+        return options.split("search_path=", 1)[1].split()[0].split(",")[0]
+    return None
+
+
+def ensure_pg_schema(url: str) -> None:
+    """Create the schema a PostgreSQL URL's search_path names, if missing (team backend)."""
+    parsed = sa.engine.make_url(url)
+    schema = _search_path(parsed)
+    if not parsed.get_backend_name().startswith("postgresql") or not schema:
+        return
+    engine = sa.create_engine(parsed, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    except OperationalError as exc:
+        raise EmbstoreError(
+            f"cannot reach PostgreSQL at {parsed.render_as_string(hide_password=True)}: {exc.orig}; "
+            "check that it is running and the URL is right (embstore doctor)"
+        ) from None
+    finally:
+        engine.dispose()
+
+
 def make_engine(url: str) -> sa.Engine:
     try:
         if url.startswith("sqlite"):
@@ -176,6 +203,7 @@ class Registry:
         self._ensure_schema()
 
     def _ensure_schema(self) -> None:
+        ensure_pg_schema(self.url)
         try:
             head = head_revision()
             if current_revision(self.engine) != head:

@@ -85,10 +85,10 @@ class EmbeddingStore:
         self.home = resolve_home(home)
         self.settings: StoreSettings = load_settings(self.home)
         self.progress = sys.stderr.isatty() if progress is None else progress
-        url = self.settings.registry_url or f"sqlite:///{self.home / 'registry.db'}"
-        self.registry = Registry(url)
-        repo = Path(self.settings.feature_repo)
-        self.feast = FeastBackend(repo if repo.is_absolute() else self.home / repo)
+        self.registry = Registry(self.settings.registry_url_for(self.home))
+        repo = self.settings.repo_path(self.home)
+        render_repo(repo, self.settings)
+        self.feast = FeastBackend(repo)
         self._retrievers: dict[tuple, Any] = {}
         self._lock = threading.Lock()
         if self.settings.plugins:
@@ -102,11 +102,6 @@ class EmbeddingStore:
         path = resolve_home(home)
         path.mkdir(parents=True, exist_ok=True)
         write_default_settings(path, settings)
-        loaded = load_settings(path)
-        repo = Path(loaded.feature_repo)
-        repo = repo if repo.is_absolute() else path / repo
-        if not (repo / "feature_store.yaml").exists():
-            render_repo(repo)
         (path / "sets").mkdir(exist_ok=True)
         return cls(path, progress=progress)
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,57 @@ MOVIELENS = SHARED_DATA / "ml-latest-small"
 CORA = SHARED_DATA / "cora"
 
 
+POSTGRES_URL = os.environ.get("EMBSTORE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("EMBSTORE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+BACKENDS = ["embedded", "team"]
+
+
+def _team_unavailable() -> str | None:
+    """Why the PostgreSQL + Redis backend can't be tested here, or None."""
+    try:
+        import redis
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(POSTGRES_URL, poolclass=sa.pool.NullPool, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(sa.text("select 1"))
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means "not here"
+        return f"team backend (PostgreSQL {POSTGRES_URL}, Redis {REDIS_URL}) unreachable: {exc}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def team_available() -> None:
+    reason = _team_unavailable()
+    if reason and os.environ.get("CI") == "true":
+        pytest.fail(f"CI requires the server-backed variant: {reason}")
+    if reason:
+        pytest.skip(reason)
+
+
+def team_settings() -> dict:
+    """Settings of a team-backend store isolated in its own schemas and Feast project."""
+    tag = uuid.uuid4().hex[:10]
+    return {"backend": "team", "postgres_url": POSTGRES_URL, "redis_url": REDIS_URL,
+            "schema": f"t_{tag}", "project": f"p_{tag}"}
+
+
+def drop_team_store(store) -> None:
+    import sqlalchemy as sa
+
+    try:
+        store.feast.store.teardown()  # the project's online rows in Redis
+    except Exception:  # noqa: BLE001 - cleanup is best effort
+        pass
+    store.close()
+    engine = sa.create_engine(POSTGRES_URL, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        for schema in (store.settings.schema_name, store.settings.feast_schema()):
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    engine.dispose()
+
+
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
@@ -20,11 +72,30 @@ def home(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def store(home: Path):
+    """An embedded-default store in a temporary home."""
     from embstore.store import EmbeddingStore
 
     s = EmbeddingStore.init(home, progress=False)
     yield s
     s.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def any_store(request, home: Path):
+    """The same store on each backend: embedded files, and PostgreSQL + Redis (team)."""
+    from embstore.store import EmbeddingStore
+
+    if request.param == "embedded":
+        s = EmbeddingStore.init(home, progress=False)
+        yield s
+        s.close()
+        return
+    request.getfixturevalue("team_available")
+    s = EmbeddingStore.init(home, progress=False, **team_settings())
+    try:
+        yield s
+    finally:
+        drop_team_store(s)
 
 
 def clustered_embeddings(n_clusters: int = 5, per_cluster: int = 20, dim: int = 16, seed: int = 0,

@@ -1,4 +1,5 @@
-"""The Python API end to end on the embedded default: a real Feast repo, FAISS index, SQLite registry."""
+"""The Python API end to end with a real Feast repo and FAISS index, on both backends:
+embedded (SQLite registry, file/SQLite Feast) and team (PostgreSQL registries, Redis online store)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,11 @@ from embstore.errors import (
     UnknownIdsError,
 )
 from embstore.store import EmbeddingStore
+
+
+@pytest.fixture
+def store(any_store):
+    return any_store
 
 
 def test_publish_then_read_vectors_back_exactly(store):
