@@ -224,6 +224,10 @@ def plugins(as_json: bool) -> None:
         click.echo(f"{p['name']:<16} {p['version']:<10} {', '.join(provides) or '-':<40} hooks: {', '.join(p['hooks'])}  [{p['source']}: {p['module']}]")
 
 
+from embstore.scaffold import plugin as _plugin_group
+cli.add_command(_plugin_group)
+
+
 def main() -> None:
     cli(prog_name="embstore")
 

@@ -124,12 +124,13 @@ class PluginRegistry:
             ):
                 if hook_name not in caller_names:
                     continue
-                impl = getattr(module, hook_name)
+                others = [p for p in self.pm.get_plugins() if p is not module]
+                caller = self.pm.subset_hook_caller(hook_name, remove_plugins=others)  # traced like any call
 
                 def register(cls: type, _base=base, _table=table, _listing=listing, _info=info) -> None:
                     self._add(cls, _base, _table, _listing, _info)
 
-                impl(register=register)
+                caller(register=register)
 
     def _add(self, cls: type, base: type, table: dict, listing: list, info: PluginInfo) -> None:
         kind = base.__name__.lower()

@@ -76,3 +76,10 @@ def test_multi_role_producer_publishes_sets_and_moves_aliases_together(store, mo
     user = store.vectors("fm_user@prod", [2]).matrix
     [hit] = store.recall("fm_item@prod", vectors=user, k=2)
     assert sorted(hit.ids) == ["a", "b"]
+
+
+def test_trace_switch_prints_hook_calls(capsys, monkeypatch):
+    monkeypatch.setenv("EMBSTORE_TRACE_PLUGINS", "1")
+    PluginRegistry()
+    err = capsys.readouterr().err
+    assert "register_producers" in err and "register_retrievers" in err
