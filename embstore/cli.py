@@ -87,10 +87,13 @@ def init(state: _State, registry_url, postgres_url, redis_url, schema, project) 
 @click.option("--retriever-config", "retriever_config", multiple=True, metavar="KEY=VALUE", help="retriever config, e.g. index=hnsw")
 @click.option("--entity", help="join key of the set in Feast (default: the producer's, e.g. item_id)")
 @click.option("--promote", help="alias to move to the new version once published, e.g. prod")
+@click.option("--align-to", "align_to", help="rotate the new vectors onto this version first: prev, an alias (prod), a number or set@ref")
+@click.option("--evaluate", "evaluate", multiple=True, metavar="NAME:KEY=VALUE,...", help="evaluator and its config, e.g. hit_rate:path=heldout.csv,k=10")
+@click.option("--gate", "gates", multiple=True, metavar="METRIC>=X", help="quality gate the version must pass before --promote moves, e.g. 'hr@10>=0.05'")
 @click.option("--json", "as_json", is_flag=True, help="print the version as JSON")
 @click.pass_obj
 def run(state: _State, producer: str, set_name: str, inputs, columns, config, retriever, retriever_config,
-        entity, promote, as_json) -> None:
+        entity, promote, align_to, evaluate, gates, as_json) -> None:
     """Train PRODUCER on the inputs and publish a new version of --set; prints its ref."""
     from embstore.config import parse_key_values
     from embstore.inputs import Inputs, specs_from_args
@@ -101,7 +104,7 @@ def run(state: _State, producer: str, set_name: str, inputs, columns, config, re
     store = state.store()
     version = store.run(
         producer, set_name, Inputs(specs), parse_key_values(config, "--config"),
-        promote=promote, entity=entity, retriever=retriever,
+        promote=promote, entity=entity, retriever=retriever, align_to=align_to, evaluate=list(evaluate), gates=list(gates),
         retriever_config=parse_key_values(retriever_config, "--retriever-config"),
     )
     published = version if isinstance(version, list) else [version]
@@ -188,6 +191,36 @@ def _is_int(text: str) -> bool:
 
 
 @cli.command()
+@click.argument("ref")
+@click.option("--input", "inputs", multiple=True, required=True, metavar="KIND=PATH", help="inputs describing the new entities, e.g. side_info=new_items.csv")
+@click.option("--column", "columns", multiple=True, metavar="KIND.CANONICAL=ACTUAL")
+@click.option("--out", type=click.Path(dir_okay=False), help="write the inferred vectors to this parquet file (id, vector)")
+@click.option("--publish", "publish_to", is_flag=False, flag_value="", default=None, metavar="[SET]",
+              help="publish REF's vectors plus the inferred ones as a new version (of REF's set, or SET)")
+@click.option("--promote", help="alias to move to the published version")
+@click.pass_obj
+def infer(state: _State, ref: str, inputs, columns, out, publish_to, promote) -> None:
+    """Embed entities REF never saw (cold start) with its producer's saved model."""
+    from embstore.inputs import Inputs, specs_from_args
+
+    store = state.store()
+    emb = store.infer(ref, Inputs(specs_from_args(inputs, columns)))
+    click.echo(f"inferred {len(emb)} vectors of dim {emb.dim}", err=True)
+    if out:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        ids = pa.array(emb.ids.tolist(), type=pa.int64() if emb.ids.dtype.kind in "iu" else pa.string())
+        pq.write_table(pa.table({"id": ids, "vector": pa.array(list(emb.vectors), type=pa.list_(pa.float32()))}), out)
+        click.echo(out)
+    if publish_to is not None:
+        v = store.publish_inferred(ref, emb, set_name=publish_to or None, promote=promote)
+        click.echo(v.ref)
+    elif not out:
+        raise click.UsageError("say what to do with the vectors: --out FILE and/or --publish")
+
+
+@cli.command()
 @click.pass_obj
 def gc(state: _State) -> None:
     """Delete the files and Feast views of failed versions (published data untouched)."""
@@ -221,11 +254,30 @@ def plugins(as_json: bool) -> None:
         return
     for p in rows:
         provides = [f"producer:{n}" for n in p["producers"]] + [f"retriever:{n}" for n in p["retrievers"]]
+        provides += [f"evaluator:{n}" for n in p.get("evaluators", [])]
         click.echo(f"{p['name']:<16} {p['version']:<10} {', '.join(provides) or '-':<40} hooks: {', '.join(p['hooks'])}  [{p['source']}: {p['module']}]")
 
 
 from embstore.scaffold import plugin as _plugin_group
 cli.add_command(_plugin_group)
+
+
+from embstore.server import serve as _serve
+cli.add_command(_serve)
+
+
+from embstore.consistency import check as _check
+cli.add_command(_check)
+
+
+from embstore.alignment import cmd as _diff
+cli.add_command(_diff)
+from embstore.composite import cmd as _compose
+cli.add_command(_compose)
+from embstore.evaluation import cmd as _evaluate
+cli.add_command(_evaluate)
+from embstore.pipeline import cmd as _pipeline
+cli.add_command(_pipeline)
 
 
 def main() -> None:

@@ -15,7 +15,10 @@ def normalize_ids(ids: Any) -> np.ndarray:
 
     One representation per kind keeps lookups, parquet and Feast join keys consistent.
     """
-    arr = np.asarray(ids)
+    try:
+        arr = np.asarray(ids)
+    except (ValueError, TypeError) as exc:  # ragged nesting, e.g. [[1, 2], [3]]
+        raise EmbeddingsError(f"ids must be a 1-D sequence of integers or strings: {exc}") from None
     if arr.ndim != 1:
         raise EmbeddingsError(f"ids must be 1-D, got shape {arr.shape}")
     if arr.dtype.kind in "iu":
@@ -28,8 +31,31 @@ def normalize_ids(ids: Any) -> np.ndarray:
             if isinstance(v, (bool, np.bool_)) or v is None or (isinstance(v, float)):
                 raise EmbeddingsError(f"id at row {i} is {v!r}; ids must be integers or strings")
             out[i] = v if isinstance(v, str) else str(v)
+        try:
+            "".join(out).encode("utf-8")
+        except UnicodeEncodeError:
+            i = next(i for i, v in enumerate(out) if not _utf8_ok(v))
+            raise EmbeddingsError(f"id at row {i} is {out[i]!r}, which is not valid Unicode text (lone surrogate)") from None
         return out
     raise EmbeddingsError(f"ids must be integers or strings, got dtype {arr.dtype}")
+
+
+def _utf8_ok(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _ragged(rows: Any) -> str:
+    """Which row breaks the shape of a ragged list of vectors."""
+    try:
+        lengths = [len(r) for r in rows]
+        bad = next(i for i, n in enumerate(lengths) if n != lengths[0])
+        return f"row 0 has dimension {lengths[0]} but row {bad} has {lengths[bad]} (dimension mismatch)"
+    except Exception:  # noqa: BLE001 - deeper nesting or rows without a length
+        return "its rows are not all numeric sequences of one length (dimension mismatch)"
 
 
 def id_type_of(ids: np.ndarray) -> str:
@@ -50,6 +76,7 @@ class Embeddings:
     vectors: np.ndarray
     extras: Mapping[str, np.ndarray] = field(default_factory=dict)
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    state: Any = None  # what the producer's ``infer`` needs later (weights, vocabularies); saved with the version
 
     @property
     def dim(self) -> int:
@@ -61,7 +88,10 @@ class Embeddings:
     def validated(self) -> "Embeddings":
         """A checked copy: normalized ids, contiguous float32 vectors. Raises EmbeddingsError."""
         ids = normalize_ids(self.ids)
-        vectors = np.asarray(self.vectors)
+        try:
+            vectors = np.asarray(self.vectors)
+        except (ValueError, TypeError):  # rows of different lengths
+            raise EmbeddingsError(f"vectors must be one (n, dim) array: {_ragged(self.vectors)}") from None
         if vectors.ndim != 2:
             raise EmbeddingsError(f"vectors must be 2-D (n, dim), got shape {vectors.shape}")
         if vectors.shape[0] != ids.shape[0]:
@@ -91,10 +121,17 @@ class Embeddings:
         for name, arr in self.extras.items():
             if not name.isidentifier() or name in ("embedding", "row"):
                 raise EmbeddingsError(f"extra column name {name!r} is not allowed")
-            arr = np.asarray(arr)
+            try:
+                arr = np.asarray(arr)
+            except (ValueError, TypeError) as exc:
+                raise EmbeddingsError(f"extra {name!r} is not one array: {exc}") from None
+            if arr.ndim not in (1, 2) or arr.dtype.kind not in "iuf":  # what a Feast field can hold
+                raise EmbeddingsError(
+                    f"extra {name!r} has dtype {arr.dtype} and {arr.ndim} dims; extras must be numeric, 1-D or 2-D"
+                )
             if arr.shape[0] != ids.shape[0]:
                 raise EmbeddingsError(
                     f"extra {name!r} has {arr.shape[0]} rows for {ids.shape[0]} ids"
                 )
             extras[name] = arr
-        return Embeddings(ids=ids, vectors=vectors, extras=extras, metadata=dict(self.metadata))
+        return Embeddings(ids=ids, vectors=vectors, extras=extras, metadata=dict(self.metadata), state=self.state)

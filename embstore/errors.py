@@ -39,3 +39,8 @@ class IntegrityError(EmbstoreError):
 
 class PublishError(EmbstoreError):
     """Publishing a version failed; the version is marked failed and aliases did not move."""
+
+
+class BackendUnavailableError(EmbstoreError):
+    """A server the store needs (registry database, Feast registry, online store) is unreachable;
+    nothing is left half done, retry once it is back."""

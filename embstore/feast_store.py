@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Iterator
 import numpy as np
 import pandas as pd
 
-from embstore.errors import ConfigError, PublishError
+from embstore.errors import BackendUnavailableError, ConfigError, EmbstoreError, PublishError
 
 if TYPE_CHECKING:
     from embstore.settings import StoreSettings
@@ -27,6 +27,34 @@ ONLINE_CHUNK_ROWS = 10_000
 
 def feature_view_name(set_name: str, number: int) -> str:
     return f"{set_name}__v{number}"
+
+
+def _connection_error(exc: BaseException) -> bool:
+    """A lost or refused connection (redis, SQLAlchemy/psycopg, sqlite lock, OS), by class name so
+    neither redis nor a database driver has to be imported."""
+    names = {c.__name__ for c in type(exc).__mro__}
+    return bool(names & {"ConnectionError", "TimeoutError", "OperationalError", "InterfaceError"})
+
+
+@contextmanager
+def _reachable() -> Iterator[None]:
+    """Turn a Feast backend that is down into one BackendUnavailableError line naming it."""
+    try:
+        yield
+    except EmbstoreError:
+        raise
+    except Exception as exc:
+        if not _connection_error(exc):
+            raise
+        module = type(exc).__module__
+        what = ("online store (Redis)" if module.startswith("redis")
+                else "registry (SQL database)" if module.startswith(("sqlalchemy", "psycopg"))
+                else "backend")
+        lines = str(exc).strip().splitlines()
+        raise BackendUnavailableError(
+            f"Feast {what} is unreachable: {lines[0] if lines else type(exc).__name__}; "
+            "check that it is running (embstore doctor), then retry"
+        ) from exc
 
 
 def render_repo(repo: Path, settings: "StoreSettings") -> None:
@@ -46,6 +74,8 @@ def render_repo(repo: Path, settings: "StoreSettings") -> None:
     data.mkdir(parents=True, exist_ok=True)
     config = yaml.safe_load(template.replace("{data}", str(data.resolve())))
     config["project"] = settings.project
+    if isinstance(config.get("registry"), str):  # embedded file registry: written atomically (see below)
+        config["registry"] = {"path": config["registry"], "registry_store_type": f"{__name__}.AtomicFileRegistryStore"}
     if settings.backend == "team":
         url = with_search_path(settings.postgres_url, settings.feast_schema())
         ensure_pg_schema(url)
@@ -58,6 +88,44 @@ def render_repo(repo: Path, settings: "StoreSettings") -> None:
         tmp = target.with_suffix(".yaml.tmp")
         tmp.write_text(text)
         os.replace(tmp, target)
+
+
+def __getattr__(name: str):
+    """Feast loads ``AtomicFileRegistryStore`` by its path; it is built on first use so that
+    importing this module does not import Feast."""
+    if name == "AtomicFileRegistryStore":
+        return _atomic_file_registry_store()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_ATOMIC_STORE: list = []
+
+
+def _atomic_file_registry_store() -> type:
+    """Feast's file registry store, but written to a temp file and renamed into place: Feast's own
+    truncates the file and rewrites it, so a concurrent reader can see half a registry and a
+    publisher killed in the middle leaves it truncated (every feature view lost)."""
+    if _ATOMIC_STORE:
+        return _ATOMIC_STORE[0]
+    import uuid
+
+    from feast.infra.registry.file import FileRegistryStore
+    from feast.utils import _utc_now
+
+    class AtomicFileRegistryStore(FileRegistryStore):
+        def _write_registry(self, registry_proto) -> None:
+            registry_proto.version_id = str(uuid.uuid4())
+            registry_proto.last_updated.FromDatetime(_utc_now())
+            self._filepath.parent.mkdir(exist_ok=True)
+            tmp = self._filepath.with_name(f".{self._filepath.name}.{os.getpid()}.tmp")
+            with open(tmp, "wb") as fh:
+                fh.write(registry_proto.SerializeToString())
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self._filepath)
+
+    _ATOMIC_STORE.append(AtomicFileRegistryStore)
+    return AtomicFileRegistryStore
 
 
 class FeastBackend:
@@ -96,7 +164,7 @@ class FeastBackend:
 
         value_type = ValueType.INT64 if id_type == "int64" else ValueType.STRING
         name = feature_view_name(set_name, number)
-        with self._apply_lock():
+        with self._apply_lock(), _reachable():
             existing = self.check_entity(entity, id_type)
             ent = existing or Entity(name=entity, join_keys=[entity], value_type=value_type)
             scalar = {"i": Int64, "u": Int64, "f": Float64}
@@ -137,11 +205,14 @@ class FeastBackend:
         from feast import ValueType
 
         value_type = ValueType.INT64 if id_type == "int64" else ValueType.STRING
-        self.store.refresh_registry()
-        try:
-            existing = self.store.get_entity(entity)
-        except Exception:  # feast raises EntityNotFoundException
-            return None
+        with _reachable():
+            self.store.refresh_registry()
+            try:
+                existing = self.store.get_entity(entity)
+            except Exception as exc:  # feast raises EntityNotFoundException
+                if _connection_error(exc):
+                    raise
+                return None
         if existing.value_type not in (value_type, ValueType.UNKNOWN):
             raise PublishError(
                 f"Feast entity {entity!r} holds {existing.value_type.name} ids but this version has "
@@ -151,18 +222,21 @@ class FeastBackend:
 
     def write_online(self, name: str, frame: pd.DataFrame, progress=None) -> None:
         """Chunked writes (faster and leaner than materialize for whole-table loads)."""
-        self.store.refresh_registry()  # the SQL registry's cache does not see our own apply
-        for start in range(0, len(frame), ONLINE_CHUNK_ROWS):
-            chunk = frame.iloc[start : start + ONLINE_CHUNK_ROWS]
-            self.store.write_to_online_store(name, chunk)
-            if progress is not None:
-                progress(len(chunk))
+        with _reachable():
+            self.store.refresh_registry()  # the SQL registry's cache does not see our own apply
+            for start in range(0, len(frame), ONLINE_CHUNK_ROWS):
+                chunk = frame.iloc[start : start + ONLINE_CHUNK_ROWS]
+                # not from the cache: a refresh that fails (registry briefly down) leaves it stale silently
+                self.store.write_to_online_store(name, chunk, allow_registry_cache=False)
+                if progress is not None:
+                    progress(len(chunk))
 
     def online_vectors(self, name: str, entity: str, ids: list) -> list:
         """Vectors as Feast's online store returns them (None for unknown ids)."""
-        self.store.refresh_registry()
-        rows = [{entity: i} for i in ids]
-        out = self.store.get_online_features(features=[f"{name}:embedding"], entity_rows=rows).to_dict()
+        with _reachable():
+            self.store.refresh_registry()
+            rows = [{entity: i} for i in ids]
+            out = self.store.get_online_features(features=[f"{name}:embedding"], entity_rows=rows).to_dict()
         return out["embedding"]
 
     def historical_rows(self, name: str, entity: str, pairs: pd.DataFrame) -> pd.Series:
@@ -172,24 +246,28 @@ class FeastBackend:
         column; Feast's file store drops duplicate pairs and rows dated before the
         first feature row, so callers join the result back by ``__pair``.
         """
-        self.store.refresh_registry()
-        job = self.store.get_historical_features(
-            entity_df=pairs, features=[f"{name}:row"], filter_by_created_timestamp=True
-        )
-        out = job.to_df()
+        with _reachable():
+            self.store.refresh_registry()
+            job = self.store.get_historical_features(
+                entity_df=pairs, features=[f"{name}:row"], filter_by_created_timestamp=True
+            )
+            out = job.to_df()
         rows = pd.Series(out["row"].to_numpy(), index=out["__pair"].to_numpy())
         return rows
 
     def delete_version(self, set_name: str, number: int) -> None:
         name = feature_view_name(set_name, number)
-        with self._apply_lock():
+        with self._apply_lock(), _reachable():
             self.store.refresh_registry()
             try:
                 fv = self.store.get_feature_view(name)
-            except Exception:
+            except Exception as exc:  # FeatureViewNotFoundException: nothing to delete
+                if _connection_error(exc):
+                    raise
                 return
             self.store.apply([], objects_to_delete=[fv], partial=False)
 
     def feature_view_names(self) -> list[str]:
-        self.store.refresh_registry()
-        return [fv.name for fv in self.store.list_feature_views()]
+        with _reachable():
+            self.store.refresh_registry()
+            return [fv.name for fv in self.store.list_feature_views()]

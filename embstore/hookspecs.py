@@ -23,3 +23,11 @@ def register_producers(register: Callable[[type], None]) -> None:
 @hookspec
 def register_retrievers(register: Callable[[type], None]) -> None:
     """Register Retriever subclasses: ``register(MyRetriever)`` for each."""
+
+
+@hookspec
+def register_evaluators(register: Callable[[type], None]) -> None:
+    """Register Evaluator subclasses (embstore.evaluation): ``register(MyEvaluator)`` for each.
+
+    An evaluator scores a published version (``evaluate(store, version, config) -> {metric: value}``);
+    quality gates on those metrics decide whether an alias may move to the version."""

@@ -330,7 +330,10 @@ def _id_columns(spec: InputSpec, cols: list[tuple[str, pa.ChunkedArray]]) -> lis
     as_ints: list[pa.ChunkedArray | None] = []
     for _, arr in prepared:
         if pa.types.is_integer(arr.type):
-            as_ints.append(pc.cast(arr, pa.int64()))
+            try:
+                as_ints.append(pc.cast(arr, pa.int64()))
+            except pa.ArrowInvalid:  # uint64 beyond int64: kept as strings, like such ids in a CSV
+                as_ints.append(None)
             continue
         try:
             ints = pc.cast(arr, pa.int64())

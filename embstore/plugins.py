@@ -18,6 +18,7 @@ import pluggy
 
 from embstore import hookspecs
 from embstore.errors import PluginError
+from embstore.evaluation import Evaluator
 from embstore.producer import Producer
 from embstore.retriever import Retriever
 
@@ -37,6 +38,7 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
     producers: list[str] = field(default_factory=list)
     retrievers: list[str] = field(default_factory=list)
+    evaluators: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -47,6 +49,7 @@ class PluginInfo:
             "hooks": self.hooks,
             "producers": self.producers,
             "retrievers": self.retrievers,
+            "evaluators": self.evaluators,
         }
 
 
@@ -59,6 +62,7 @@ class PluginRegistry:
         self.plugins: dict[str, PluginInfo] = {}
         self.producers: dict[str, type[Producer]] = {}
         self.retrievers: dict[str, type[Retriever]] = {}
+        self.evaluators: dict[str, type[Evaluator]] = {}
         self._owner: dict[tuple[str, str], PluginInfo] = {}
         self._load_entry_points()
         env = [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
@@ -121,6 +125,7 @@ class PluginRegistry:
             for hook_name, base, table, listing in (
                 ("register_producers", Producer, self.producers, info.producers),
                 ("register_retrievers", Retriever, self.retrievers, info.retrievers),
+                ("register_evaluators", Evaluator, self.evaluators, info.evaluators),
             ):
                 if hook_name not in caller_names:
                     continue
@@ -166,6 +171,13 @@ class PluginRegistry:
         except KeyError:
             known = ", ".join(sorted(self.retrievers)) or "none"
             raise PluginError(f"unknown retriever {name!r} (installed: {known})") from None
+
+    def evaluator(self, name: str) -> type[Evaluator]:
+        try:
+            return self.evaluators[name]
+        except KeyError:
+            known = ", ".join(sorted(self.evaluators)) or "none"
+            raise PluginError(f"unknown evaluator {name!r} (installed: {known})") from None
 
     def owner(self, kind: str, name: str) -> PluginInfo:
         return self._owner[(kind, name)]

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from embstore.errors import ConfigError, EmbstoreError, NotFoundError
+from embstore.errors import BackendUnavailableError, ConfigError, EmbstoreError, NotFoundError
 from embstore.models import Alias, AliasEvent, EmbeddingSet, Version, utcnow
 from embstore.refs import Ref, check_alias_name, check_set_name
 
@@ -151,6 +151,7 @@ class VersionInfo:
     created_at: datetime
     published_at: datetime | None
     aliases: tuple[str, ...] = ()
+    aligned_to: str | None = None  # pinned ref of the version it was rotated onto, if aligned
 
     @property
     def ref(self) -> str:
@@ -180,6 +181,7 @@ def _info(v: Version, aliases: tuple[str, ...] = ()) -> VersionInfo:
         metrics=dict(v.metrics or {}), storage_path=v.storage_path, feature_view=v.feature_view,
         checksums=dict(v.checksums or {}), error=v.error, entity=v.set.entity,
         created_at=_aware(v.created_at), published_at=_aware(v.published_at), aliases=aliases,
+        aligned_to=v.aligned_to,
     )
 
 
@@ -200,6 +202,7 @@ class Registry:
         self.url = url
         self.engine = make_engine(url)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
+        self._unmarked: dict[tuple[str, int], str] = {}  # failed while the registry was down; marked once back
         self._ensure_schema()
 
     def _ensure_schema(self) -> None:
@@ -219,8 +222,15 @@ class Registry:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with self._session.begin() as s:
-            yield s
+        try:
+            with self._session.begin() as s:
+                yield s
+        except (OperationalError, sa.exc.InterfaceError) as exc:  # server down, connection lost, locked
+            detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            raise BackendUnavailableError(
+                f"the version registry at {self._safe_url()} is unreachable: {detail[0] if detail else type(exc).__name__}; "
+                "check that the database is running (embstore doctor), then retry"
+            ) from exc
 
     def close(self) -> None:
         self.engine.dispose()
@@ -243,6 +253,7 @@ class Registry:
                       input_fingerprint: str | None) -> VersionInfo:
         """Reserve the next version number of a set (creating the set on first use)."""
         check_set_name(set_name)
+        self.mark_unmarked()
         for attempt in range(20):
             try:
                 with self.session() as s:
@@ -287,12 +298,23 @@ class Registry:
             v.updated_at = utcnow()
 
     def mark_failed(self, set_name: str, number: int, error: str) -> None:
-        with self.session() as s:
-            v = self._get_version(s, set_name, number)
-            if v.status == "building":
-                v.status = "failed"
-                v.error = error[:4000]
-                v.updated_at = utcnow()
+        """If the registry is down, remembered and done by the next begin_version or reap in this process."""
+        try:
+            with self.session() as s:
+                v = self._get_version(s, set_name, number)
+                if v.status == "building":
+                    v.status = "failed"
+                    v.error = error[:4000]
+                    v.updated_at = utcnow()
+        except BackendUnavailableError:
+            self._unmarked[(set_name, number)] = error
+            raise
+        self._unmarked.pop((set_name, number), None)
+
+    def mark_unmarked(self) -> None:
+        """Mark failed the versions whose failure could not be recorded while the registry was down."""
+        for (set_name, number), error in list(self._unmarked.items()):
+            self.mark_failed(set_name, number, error)
 
     def publish(self, set_name: str, number: int, alias: str | None, **fields: Any) -> VersionInfo:
         """Mark published and (optionally) move an alias, in one transaction."""
@@ -309,8 +331,26 @@ class Registry:
                 self._move_alias(s, v, alias, "promote")
             return _info(v, self._aliases_of(s, v))
 
+    def extend_metrics(self, set_name: str, number: int, metrics: dict[str, Any]) -> VersionInfo:
+        """Merge ``metrics`` into a version's metrics (top-level keys replaced; nested dicts merged
+        one level deep). Metrics may grow after publish (drift reports, evaluations); vectors never change."""
+        with self.session() as s:
+            v = self._get_version(s, set_name, number)
+            s.refresh(v, with_for_update=True)
+            merged = dict(v.metrics or {})
+            for key, value in metrics.items():
+                if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                    merged[key] = {**merged[key], **value}
+                else:
+                    merged[key] = value
+            v.metrics = merged
+            v.updated_at = utcnow()
+            s.flush()
+            return _info(v, self._aliases_of(s, v))
+
     def reap_dead_builders(self) -> list[str]:
         """Mark failed the building versions whose publishing process on this host has died."""
+        self.mark_unmarked()
         reaped = []
         with self.session() as s:
             for v in s.scalars(select(Version).where(Version.status == "building")):

@@ -29,6 +29,7 @@ VECTORS = "vectors.npy"
 IDS = "ids.parquet"
 OFFLINE = "embeddings.parquet"
 INDEX_DIR = "index"
+STATE_DIR = "state"
 
 
 def sha256_file(path: Path) -> str:
@@ -158,6 +159,21 @@ def load_vectors(directory: Path, checksums: dict[str, str]) -> LoadedVectors:
             _cache.clear()
         _cache[key] = loaded
     return loaded
+
+
+def write_state(directory: Path, state, producer_cls) -> dict[str, str]:
+    """The producer's model state under state/ (for cold-start infer), with checksums."""
+    target = directory / STATE_DIR
+    out = {}
+    for path in producer_cls.save_state(state, target):
+        out[str(Path(path).resolve().relative_to(directory.resolve()))] = sha256_file(Path(path))
+    return out
+
+
+def read_state(directory: Path, checksums: dict[str, str], producer_cls):
+    names = [k for k in checksums if k.startswith(STATE_DIR + "/")]
+    verify(directory, checksums, names)
+    return producer_cls.load_state(directory / STATE_DIR)
 
 
 def write_json(path: Path, payload: dict) -> None:

@@ -113,12 +113,15 @@ class EmbeddingStore:
     def run(self, producer: str, set_name: str, inputs: Mapping[str, Any] | Any,
             config: Mapping[str, Any] | None = None, *, promote: str | None = None,
             entity: str | None = None, retriever: str | None = None,
-            retriever_config: Mapping[str, Any] | None = None) -> VersionInfo | list[VersionInfo]:
+            retriever_config: Mapping[str, Any] | None = None, align_to: str | None = None,
+            evaluate: Any = None, gates: Any = None) -> VersionInfo | list[VersionInfo]:
         """Train ``producer`` on ``inputs`` and publish the result as the next version of ``set_name``
         (or of ``<set_name>_<role>`` for each role of a multi-entity producer, returned as a list).
 
         ``inputs`` maps kind → path (or InputSpec), or is an ``Inputs`` object.
+        ``align_to``, ``evaluate`` and ``gates``: see ``publish``.
         """
+        from embstore.evaluation import Checks
         from embstore.inputs import Inputs, InputSpec
         from embstore.plugins import get_registry
 
@@ -128,7 +131,7 @@ class EmbeddingStore:
         plugins = get_registry()
         cls = plugins.producer(producer)
         cfg = parse_config(cls.Config, config, f"producer {producer!r}")
-        rcls, rcfg = self._retriever_for(retriever, retriever_config)
+        rcls, rcfg = self._retriever_for(retriever, {**cls.retriever_defaults, **dict(retriever_config or {})})
         if not isinstance(inputs, Inputs):
             specs = []
             for kind, value in dict(inputs).items():
@@ -136,8 +139,15 @@ class EmbeddingStore:
             inputs = Inputs(specs)
         inputs.require(cls.requires, producer)
         inputs.reject_unused(cls.requires | cls.accepts, producer)
+        checks = Checks.prepare(evaluate, gates)  # unknown evaluator, bad config or gate: fail before training
+        if cls.entities and (align_to or checks):
+            raise ConfigError(f"producer {producer!r} publishes several sets in one space; "
+                              "align_to, evaluate and gates are not supported for it yet")
         fingerprint = inputs.fingerprint()
-        result = cls().fit(inputs, cfg)
+        import inspect
+
+        fit_kwargs = {"progress": self.progress} if "progress" in inspect.signature(cls.fit).parameters else {}
+        result = cls().fit(inputs, cfg, **fit_kwargs)
         info = plugins.owner("producer", producer)
         common = dict(
             producer=producer, plugin=info.name, plugin_version=info.version,
@@ -148,7 +158,8 @@ class EmbeddingStore:
             return self._publish_roles(set_name, cls.entities, result, promote, producer, common)
         if not isinstance(result, Embeddings):
             raise EmbeddingsError(f"producer {producer!r} returned {type(result).__name__}, not Embeddings")
-        return self.publish(set_name, result, entity=entity or cls.entity, promote=promote, **common)
+        return self.publish(set_name, result, entity=entity or cls.entity, promote=promote, align_to=align_to,
+                            evaluate=checks, **common)
 
     def _publish_roles(self, set_name: str, roles: Mapping[str, str], result: Any, promote: str | None,
                        producer: str, common: dict) -> list[VersionInfo]:
@@ -180,14 +191,33 @@ class EmbeddingStore:
     def publish(self, set_name: str, embeddings: Embeddings, *, producer: str = "external",
                 plugin: str = "external", plugin_version: str = "unknown", config: Mapping[str, Any] | None = None,
                 input_fingerprint: str | None = None, entity: str = "item_id", promote: str | None = None,
-                retriever: str | None = None, retriever_config: Any = None) -> VersionInfo:
-        """All or nothing: a failure at any step marks the new version failed and moves no alias."""
+                retriever: str | None = None, retriever_config: Any = None, align_to: str | None = None,
+                evaluate: Any = None, gates: Any = None) -> VersionInfo:
+        """All or nothing: a failure at any step marks the new version failed and moves no alias.
+
+        ``align_to`` ('prev', an alias or number of this set, or a ref) rotates the vectors onto that
+        version before anything is written (embstore.alignment). ``evaluate`` ({evaluator: config})
+        and ``gates`` (["hr@10>=0.05"]) run after publish; ``promote`` then moves the alias only if
+        every gate passes, else GateError (embstore.evaluation).
+        """
+        if evaluate or gates:
+            from embstore.evaluation import publish_gated
+
+            return publish_gated(self, set_name, embeddings, evaluate=evaluate, gates=gates, promote=promote,
+                                 producer=producer, plugin=plugin, plugin_version=plugin_version, config=config,
+                                 input_fingerprint=input_fingerprint, entity=entity, retriever=retriever,
+                                 retriever_config=retriever_config, align_to=align_to)
         check_set_name(set_name)
         if promote:
             check_alias_name(promote)
         if not entity.isidentifier():
             raise ConfigError(f"entity {entity!r} must be a column name like item_id")
         emb = embeddings.validated()  # bad vectors: one clear error, nothing stored
+        aligned_to = None
+        if align_to:
+            from embstore.alignment import align_for_publish
+
+            emb, aligned_to = align_for_publish(self, set_name, emb, align_to)
         if retriever_config is None or isinstance(retriever_config, Mapping):
             rcls, rcfg = self._retriever_for(retriever, retriever_config)
         else:
@@ -212,6 +242,8 @@ class EmbeddingStore:
             steps.done("validate")
             _fault_after("validate")
             checksums = storage.write_vectors(directory, emb)
+            if emb.state is not None:
+                checksums.update(storage.write_state(directory, emb.state, self._producer_class(producer)))
             self.registry.update_version(set_name, number, step="files", checksums=checksums)
             steps.done("files")
             _fault_after("files")
@@ -241,25 +273,83 @@ class EmbeddingStore:
             steps.done("index")
             _fault_after("index")
             published = self.registry.publish(set_name, number, promote, checksums=checksums,
-                                              metrics=_jsonable(dict(emb.metadata)))
+                                              metrics=_jsonable(dict(emb.metadata)), aligned_to=aligned_to)
             steps.done("publish")
             return published
         except BaseException as exc:
             message = f"{type(exc).__name__}: {exc}"
+            outcome = "the version is marked failed, aliases unchanged"
             try:
                 self.registry.mark_failed(set_name, number, message)
+            except EmbstoreError:  # the registry is down too: the version is marked failed once it is back
+                outcome = "aliases unchanged; the version will be marked failed once the registry is reachable"
             finally:
                 steps.close()
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
+            first = (str(exc).strip().splitlines() or [""])[0]  # the full text is in the version's error
             if isinstance(exc, EmbstoreError):
-                raise PublishError(f"publishing {set_name}@{number} failed ({exc}); the version is marked failed, aliases unchanged") from exc
+                raise PublishError(f"publishing {set_name}@{number} failed ({first}); {outcome}") from exc
             raise PublishError(
-                f"publishing {set_name}@{number} failed at step {self._step_of(set_name, number)!r}: {message}; "
-                "the version is marked failed, aliases unchanged"
+                f"publishing {set_name}@{number} failed at step {self._step_of(set_name, number)!r}: "
+                f"{type(exc).__name__}: {first}; {outcome}"
             ) from exc
         finally:
             steps.close()
+
+    @staticmethod
+    def _producer_class(name: str):
+        from embstore.plugins import get_registry
+        from embstore.producer import Producer
+
+        return get_registry().producers.get(name, Producer)
+
+    def infer(self, ref: str | Ref, inputs: Mapping[str, Any] | Any) -> Embeddings:
+        """Embed entities the version never saw (cold start) with its producer's ``infer``,
+        from the model state saved with the version (checksum verified)."""
+        from embstore.inputs import Inputs, InputSpec
+        from embstore.plugins import get_registry
+
+        version = self.resolve(ref)
+        cls = get_registry().producers.get(version.producer)
+        if cls is None or not cls.can_infer():
+            raise ConfigError(f"{version.ref} was made by {version.producer!r}, which cannot embed unseen entities")
+        if not any(k.startswith(storage.STATE_DIR + "/") for k in version.checksums):
+            raise ConfigError(f"{version.ref} has no saved model state to infer from; republish it with this embstore")
+        if not isinstance(inputs, Inputs):
+            inputs = Inputs([v if isinstance(v, InputSpec) else InputSpec(k, Path(v)) for k, v in dict(inputs).items()])
+        state = storage.read_state(Path(version.storage_path), version.checksums, cls)
+        cfg = parse_config(cls.Config, version.config, f"producer {version.producer!r}")
+        emb = cls().infer(state, inputs, cfg)
+        if not isinstance(emb, Embeddings):
+            raise EmbeddingsError(f"producer {version.producer!r} infer returned {type(emb).__name__}, not Embeddings")
+        return emb.validated()
+
+    def publish_inferred(self, ref: str | Ref, inferred: Embeddings, *, set_name: str | None = None,
+                         promote: str | None = None) -> VersionInfo:
+        """Publish the version's vectors plus newly inferred ones as the next version of its set
+        (or ``set_name``). Ids the version already has keep their trained vectors."""
+        version = self.resolve(ref)
+        loaded = self._loaded(version)
+        new = inferred.validated()
+        known = set(loaded.ids.tolist())
+        fresh = np.array([i not in known for i in new.ids.tolist()], dtype=bool)
+        if not fresh.any():
+            raise EmbeddingsError(f"every inferred id is already in {version.ref}; nothing new to publish")
+        if new.dim != version.dim:
+            raise EmbeddingsError(f"inferred vectors have dimension {new.dim}, {version.ref} has {version.dim}")
+        ids = np.concatenate([loaded.ids, new.ids[fresh]]) if loaded.ids.dtype == new.ids.dtype else np.array(
+            loaded.ids.tolist() + new.ids[fresh].tolist(), dtype=object)
+        vectors = np.concatenate([np.asarray(loaded.vectors), new.vectors[fresh]])
+        state = None
+        if any(k.startswith(storage.STATE_DIR + "/") for k in version.checksums):
+            cls = self._producer_class(version.producer)
+            state = storage.read_state(Path(version.storage_path), version.checksums, cls)
+        merged = Embeddings(ids=ids, vectors=vectors, state=state,
+                            metadata={**version.metrics, "inferred_from": version.ref, "inferred_ids": int(fresh.sum())})
+        return self.publish(set_name or version.set, merged, producer=version.producer, plugin=version.plugin,
+                            plugin_version=version.plugin_version, config=version.config, entity=version.entity,
+                            promote=promote, retriever=version.retriever, retriever_config=version.retriever_config)
 
     def _step_of(self, set_name: str, number: int) -> str | None:
         try:
@@ -275,7 +365,11 @@ class EmbeddingStore:
     def sets(self) -> list[str]:
         return self.registry.set_names()
 
-    def resolve(self, ref: str | Ref) -> VersionInfo:
+    def resolve(self, ref: str | Ref | VersionInfo) -> VersionInfo:
+        """The published version a ref names now. A VersionInfo passes through, so a caller
+        that resolved once (the HTTP server) reads exactly that version in every later call."""
+        if isinstance(ref, VersionInfo):
+            return ref
         return self.registry.resolve(ref)
 
     def promote(self, ref: str | Ref, alias: str) -> VersionInfo:
@@ -286,6 +380,20 @@ class EmbeddingStore:
 
     def alias_history(self, set_name: str) -> list[dict]:
         return self.registry.alias_history(set_name)
+
+    def diff(self, a: str | Ref, b: str | Ref, **options: Any) -> dict:
+        """Drift report of version ``b`` against ``a`` (embstore.alignment.diff), stored in the newer's metrics."""
+        from embstore.alignment import diff
+
+        return diff(self, str(a), str(b), **options)
+
+    def compose(self, set_name: str, refs: Sequence[str | Ref], weights: Sequence[float] | None = None,
+                **options: Any) -> VersionInfo:
+        """Publish the (weighted) concatenation of other versions as a version of ``set_name``
+        (embstore.composite.compose)."""
+        from embstore.composite import compose
+
+        return compose(self, set_name, [str(r) for r in refs], weights, **options)
 
     # -- reading -------------------------------------------------------------
 
@@ -397,13 +505,21 @@ class EmbeddingStore:
         return out
 
     def join(self, entity_df: pd.DataFrame, ref: str | Ref, *, column: str | None = None,
-             timestamp_column: str = "event_timestamp") -> pd.DataFrame:
+             timestamp_column: str = "event_timestamp", live: bool = False) -> pd.DataFrame:
         """Point-in-time join through Feast: each row gets the vector of ``ref``'s version as of
         the row's timestamp, or None when the version was built after that time or lacks the id.
 
         Every input row comes back, in order, with its index; the vector column is named
         ``column`` (default ``<set>_embedding``).
+
+        ``live=True`` (``ref`` must be an alias, ``set@prod``): each row gets the version the alias
+        named at the row's timestamp by alias history, in a ``<column>_version`` column too; rows
+        from before the alias first pointed anywhere get None (embstore.timeline).
         """
+        if live:
+            from embstore.timeline import join_live
+
+            return join_live(self, entity_df, ref, column=column, timestamp_column=timestamp_column)
         version = self.resolve(ref)
         entity = version.entity
         for needed in (entity, timestamp_column):
