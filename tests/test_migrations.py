@@ -68,3 +68,51 @@ def test_opening_a_registry_upgrades_it_and_keeps_data(db_url):
     again = reg.Registry(url)
     assert [v.number for v in again.versions("items")] == [1]
     again.close()
+
+
+def test_a_store_at_0001_upgrades_to_head_keeping_its_data(db_url):
+    """A registry written by the first schema (before 0002 added versions.aligned_to) opens at head
+    with every set, version, alias and alias move intact."""
+    reg.ensure_pg_schema(db_url)
+    engine = reg.make_engine(db_url)
+    reg.upgrade(engine, "0001_initial")
+    now = "2026-01-02 03:04:05+00:00"
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO embstore_sets (name, entity, producer, created_at) "
+                             "VALUES ('items', 'item_id', 'item2vec', :t)"), {"t": now})
+        set_id = conn.execute(sa.text("SELECT id FROM embstore_sets WHERE name = 'items'")).scalar_one()
+        for number, status in ((1, "published"), (2, "published"), (3, "failed")):
+            conn.execute(sa.text(
+                "INSERT INTO embstore_versions (set_id, number, status, step, producer, plugin, plugin_version, "
+                "config, retriever, retriever_config, dim, count, metrics, checksums, error, created_at, "
+                "published_at, updated_at) VALUES (:set, :n, :s, :s, 'item2vec', 'item2vec', '0.1.0', "
+                "'{\"dim\": 8}', 'faiss', '{}', 8, 100, '{\"loss\": 0.5}', '{}', :e, :t, :t, :t)"
+            ), {"set": set_id, "n": number, "s": status, "e": "boom" if status == "failed" else None, "t": now})
+        vid = dict(conn.execute(sa.text("SELECT number, id FROM embstore_versions")).all())
+        conn.execute(sa.text("INSERT INTO embstore_aliases (set_id, name, version_id, updated_at) "
+                             "VALUES (:set, 'prod', :v, :t)"), {"set": set_id, "v": vid[1], "t": now})
+        for v, prev, action in [(1, None, "promote"), (2, 1, "promote"), (1, 2, "rollback")]:
+            conn.execute(sa.text(
+                "INSERT INTO embstore_alias_history (set_id, alias, version_id, previous_version_id, action, "
+                "moved_at) VALUES (:set, 'prod', :v, :p, :a, :t)"),
+                {"set": set_id, "v": vid[v], "p": vid.get(prev), "a": action, "t": now})
+    assert reg.current_revision(engine) == "0001_initial"
+    engine.dispose()
+
+    r = reg.Registry(db_url)  # opening upgrades to head
+    assert reg.current_revision(r.engine) == reg.head_revision() != "0001_initial"
+    versions = r.versions("items")
+    assert [(v.number, v.status, v.dim, v.count, v.config, v.metrics, v.aligned_to) for v in versions] == [
+        (1, "published", 8, 100, {"dim": 8}, {"loss": 0.5}, None),
+        (2, "published", 8, 100, {"dim": 8}, {"loss": 0.5}, None),
+        (3, "failed", 8, 100, {"dim": 8}, {"loss": 0.5}, None),
+    ]
+    assert versions[2].error == "boom" and versions[0].aliases == ("prod",)
+    assert r.resolve("items@prod").number == 1
+    assert [(h["version"], h["previous"], h["action"]) for h in r.alias_history("items")] == [
+        (1, None, "promote"), (2, 1, "promote"), (1, 2, "rollback")
+    ]
+    r.update_version("items", 2, aligned_to="items@1")  # the new column takes data
+    assert r.version("items", 2).aligned_to == "items@1"
+    assert r.rollback("items", "prod").number == 2  # history still drives rollback
+    r.close()

@@ -1,0 +1,407 @@
+"""Quality gates: evaluators score a published version, gates decide whether an alias may move to it.
+
+    store.run("item2vec", "items", inputs, promote="prod",
+              evaluate={"hit_rate": {"path": "heldout.csv", "k": 10}},
+              gates=["hr@10>=0.05"])
+
+    embstore run item2vec --set items --input interactions=train.csv --promote prod \\
+        --evaluate hit_rate:path=heldout.csv,k=10 --gate "hr@10>=0.05"
+
+The version is published first (all or nothing, as always), then every evaluator
+runs on it and its metrics are stored in the version's ``evaluation`` metrics;
+then each gate ``metric >= threshold`` (or ``<=``, ``>``, ``<``) is checked. Only
+when all pass does ``promote`` move the alias. A failed gate leaves the alias
+where it was and the version published but not promoted, with its metrics and
+the gate results (``gates`` metrics) stored, and raises ``GateError`` naming
+each failed metric, its value and the threshold (the CLI exits 1).
+
+Evaluators are plugins like producers and retrievers: a plugin registers them
+with the ``register_evaluators`` hook (built-ins: ``embstore_plugins.evaluators``
+— ``hit_rate``, ``node_classification``, ``drift``). A gate looks its metric up
+in the evaluators' results first, then in the version's own metrics by dotted
+path (``alignment.residual_after<=0.5``). An evaluator may return None for a
+metric that does not apply this time (drift when the alias does not exist yet);
+a gate on it passes, marked "not applicable". A metric no evaluator produced
+fails its gate.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import math
+import operator
+import re
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping
+
+import click
+
+from embstore.config import PluginConfig, parse_cli_value, parse_config
+from embstore.errors import ConfigError, EmbstoreError, NotFoundError, PluginError
+
+if TYPE_CHECKING:
+    from embstore.embeddings import Embeddings
+    from embstore.registry import VersionInfo
+    from embstore.store import EmbeddingStore
+
+
+class Evaluator(abc.ABC):
+    """Subclass, set ``name`` and ``Config``, implement ``evaluate``; register via ``register_evaluators``.
+
+    name:    unique evaluator name, used as ``--evaluate NAME:KEY=VALUE,...`` and in pipeline files.
+    Config:  a PluginConfig subclass; validated before any training, unknown keys are errors.
+
+    ``evaluate(store, version, config)`` reads the published ``version`` (a VersionInfo)
+    through the store's public API (``store.vectors``, ``store.recall``, ``store.resolve``,
+    ``store.diff``) and returns metrics by name, e.g. ``{"hr@10": 0.071, "ndcg@10": 0.034}``:
+    plain numbers, or None for "does not apply this time". The names are what gates refer to,
+    so keep them stable and distinct from other evaluators'. It must not change the version.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type[PluginConfig]] = PluginConfig
+
+    @abc.abstractmethod
+    def evaluate(self, store: "EmbeddingStore", version: "VersionInfo", config: Any) -> dict[str, float | None]:
+        """Score ``version``; return metric name → value (None: not applicable)."""
+
+
+class EvaluationError(EmbstoreError):
+    """An evaluator failed on a published version; its alias did not move."""
+
+
+class GateError(EvaluationError):
+    """A version failed a quality gate; it stays published, its alias did not move.
+
+    ``version`` is the version (with the evaluation stored in its metrics), ``results``
+    the GateResult of every gate, ``alias`` the alias that was to move.
+    """
+
+    def __init__(self, message: str, version: "VersionInfo", results: list["GateResult"], alias: str | None):
+        super().__init__(message)
+        self.version = version
+        self.results = results
+        self.alias = alias
+
+    @property
+    def failed(self) -> list["GateResult"]:
+        return [r for r in self.results if not r.passed]
+
+
+# -- gates -------------------------------------------------------------------
+
+_OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
+_GATE = re.compile(r"^\s*(?P<metric>[^<>=\s]+)\s*(?P<op>>=|<=|>|<)\s*(?P<value>\S+)\s*$")
+
+
+@dataclass(frozen=True)
+class Gate:
+    """``metric op threshold``, e.g. ``hr@10>=0.05`` or ``drift_mean_cosine>=0.8``."""
+
+    metric: str
+    op: str
+    threshold: float
+
+    @classmethod
+    def parse(cls, text: "str | Gate") -> "Gate":
+        if isinstance(text, Gate):
+            return text
+        m = _GATE.match(str(text))
+        threshold = None
+        if m:
+            try:
+                threshold = float(m["value"])
+            except ValueError:
+                pass
+        if not m or threshold is None or math.isnan(threshold):
+            raise ConfigError(
+                f"gate {text!r} is not METRIC>=NUMBER or METRIC<=NUMBER (also > and <), e.g. 'hr@10>=0.05'"
+            )
+        return cls(m["metric"], m["op"], threshold)
+
+    def __str__(self) -> str:
+        return f"{self.metric}{self.op}{self.threshold:g}"
+
+
+@dataclass(frozen=True)
+class GateResult:
+    gate: Gate
+    value: float | None
+    status: str  # passed | failed | not applicable | missing
+    note: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status in ("passed", "not applicable")
+
+    def line(self) -> str:
+        g = self.gate
+        if self.status == "missing":
+            return f"{g.metric} was not produced ({self.note}), gate {g} fails"
+        if self.status == "not applicable":
+            return f"{g.metric} does not apply ({self.note or 'evaluator returned None'}), gate {g} passes"
+        verdict = "passes" if self.passed else "fails"
+        return f"{g.metric} = {self.value:.6g}, threshold {g.op} {g.threshold:g}: {verdict}"
+
+    def as_dict(self) -> dict:
+        return {"gate": str(self.gate), "metric": self.gate.metric, "op": self.gate.op,
+                "threshold": self.gate.threshold, "value": self.value, "status": self.status,
+                "passed": self.passed, "note": self.note}
+
+
+def _lookup(metrics: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = metrics
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+_MISSING = object()
+
+
+def check_gates(gates: Iterable[Gate], evaluation: Mapping[str, Any], metrics: Mapping[str, Any]) -> list[GateResult]:
+    """Each gate against the evaluation results, else the version's metrics by dotted path."""
+    out = []
+    produced = ", ".join(sorted(evaluation)) or "no evaluator ran"
+    for gate in gates:
+        value = evaluation[gate.metric] if gate.metric in evaluation else _lookup(metrics, gate.metric)
+        if value is _MISSING:
+            out.append(GateResult(gate, None, "missing", f"produced: {produced}"))
+        elif value is None:
+            out.append(GateResult(gate, None, "not applicable"))
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            out.append(GateResult(gate, None, "missing", f"{gate.metric} is {value!r}, not a number"))
+        else:
+            ok = _OPS[gate.op](float(value), gate.threshold)
+            out.append(GateResult(gate, float(value), "passed" if ok else "failed"))
+    return out
+
+
+# -- what to evaluate --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvaluatorRun:
+    """One evaluator with its validated config."""
+
+    name: str
+    cls: type[Evaluator]
+    config: PluginConfig
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "config": self.config.model_dump(mode="json")}
+
+
+_PAIRS = re.compile(r",(?=\s*[A-Za-z_][A-Za-z0-9_]*\s*=)")
+
+
+def parse_evaluate_arg(text: str) -> tuple[str, dict[str, Any]]:
+    """``NAME`` or ``NAME:KEY=VALUE,KEY=VALUE`` from the CLI. A comma starts a new pair only when
+    ``KEY=`` follows it, so values may hold commas (``ids=[1,2]``, ``path=a,b.csv``); values are
+    parsed like ``--config`` values (numbers, booleans, YAML lists)."""
+    name, _, rest = str(text).partition(":")
+    name = name.strip()
+    if not name:
+        raise ConfigError(f"--evaluate {text!r}: expected NAME:KEY=VALUE,..., e.g. hit_rate:path=heldout.csv,k=10")
+    config: dict[str, Any] = {}
+    for pair in filter(None, (p.strip() for p in _PAIRS.split(rest))):
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--evaluate {text!r}: {pair!r} is not KEY=VALUE")
+        if key.strip() in config:
+            raise ConfigError(f"--evaluate {text!r}: key {key.strip()!r} given twice")
+        config[key.strip()] = parse_cli_value(value.strip())
+    return name, config
+
+
+def _evaluate_items(evaluate: Any) -> list[tuple[str, Mapping[str, Any]]]:
+    if not evaluate:
+        return []
+    if isinstance(evaluate, Mapping):
+        return [(str(n), c or {}) for n, c in evaluate.items()]
+    items = []
+    for item in evaluate:
+        if isinstance(item, str):
+            items.append(parse_evaluate_arg(item))
+        elif isinstance(item, (tuple, list)) and len(item) == 2:
+            items.append((str(item[0]), item[1] or {}))
+        else:
+            raise ConfigError(f"evaluate entry {item!r}: give 'NAME:KEY=VALUE,...' or (name, config)")
+    return items
+
+
+@dataclass(frozen=True)
+class Checks:
+    """Validated evaluators and gates of one run; built before any training."""
+
+    evaluators: tuple[EvaluatorRun, ...] = ()
+    gates: tuple[Gate, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.evaluators or self.gates)
+
+    @classmethod
+    def prepare(cls, evaluate: Any = None, gates: Any = None) -> "Checks":
+        """From ``{name: config}``, ``["name:k=v,..."]`` or [(name, config)] and gate strings;
+        unknown evaluators, bad configs and malformed gates are one ConfigError/PluginError."""
+        from embstore.plugins import get_registry
+
+        if isinstance(gates, str):
+            gates = [gates]
+        parsed_gates = tuple(Gate.parse(g) for g in gates or ())
+        if isinstance(evaluate, Checks):
+            return cls(evaluate.evaluators, evaluate.gates + parsed_gates)
+        runs = []
+        items = _evaluate_items(evaluate)
+        if items:
+            registry = get_registry()
+            for name, config in items:
+                ecls = registry.evaluator(name)
+                runs.append(EvaluatorRun(name, ecls, parse_config(ecls.Config, config, f"evaluator {name!r}")))
+        return cls(tuple(runs), parsed_gates)
+
+
+# -- running them ------------------------------------------------------------
+
+
+def _alias_now(store: "EmbeddingStore", set_name: str, alias: str | None) -> str:
+    if not alias:
+        return "no alias was to move"
+    try:
+        return f"{set_name}@{alias} still points at {store.resolve(f'{set_name}@{alias}').ref}"
+    except NotFoundError:
+        return f"{set_name}@{alias} was not created"
+
+
+def _clean(name: str, metrics: Any) -> dict[str, float | None]:
+    if not isinstance(metrics, Mapping):
+        raise PluginError(f"evaluator {name!r} returned {type(metrics).__name__}, not a dict of metric name -> number")
+    out: dict[str, float | None] = {}
+    for key, value in metrics.items():
+        if value is not None:
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                raise PluginError(f"evaluator {name!r} returned {key}={value!r}, not a number") from None
+            if not math.isfinite(value):
+                raise PluginError(f"evaluator {name!r} returned {key}={value!r}; metrics must be finite")
+        out[str(key)] = value
+    return out
+
+
+def evaluate_version(store: "EmbeddingStore", version: "VersionInfo", checks: Checks,
+                     promote: str | None = None) -> "VersionInfo":
+    """Run the evaluators on a published version, store their metrics and the gate results,
+    then move ``promote`` to it if every gate passes; GateError (alias untouched) if not."""
+    if promote:
+        from embstore.refs import check_alias_name
+
+        check_alias_name(promote)
+    evaluation: dict[str, float | None] = {}
+    produced_by: dict[str, str] = {}
+    checked_at = datetime.now(timezone.utc).isoformat()
+    record = {"evaluators": [r.as_dict() for r in checks.evaluators]}
+    for run in checks.evaluators:
+        try:
+            got = _clean(run.name, run.cls().evaluate(store, version, run.config))
+        except Exception as exc:
+            message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, EmbstoreError) else str(exc)
+            store.registry.extend_metrics(version.set, version.number, {
+                **record, "evaluation": evaluation,
+                "gates": {"passed": False, "alias": promote, "checked_at": checked_at, "results": [],
+                          "error": f"evaluator {run.name!r} failed: {message}"},
+            })
+            raise EvaluationError(
+                f"evaluator {run.name!r} failed on {version.ref}: {message.splitlines()[0] if message else ''}; "
+                f"{version.ref} is published but not promoted ({_alias_now(store, version.set, promote)})"
+            ) from exc
+        for key in got:
+            if key in produced_by:
+                raise EvaluationError(
+                    f"evaluators {produced_by[key]!r} and {run.name!r} both produce metric {key!r}; "
+                    f"{version.ref} is published but not promoted ({_alias_now(store, version.set, promote)})"
+                )
+            produced_by[key] = run.name
+        evaluation.update(got)
+    results = check_gates(checks.gates, evaluation, version.metrics)
+    passed = all(r.passed for r in results)
+    updated = store.registry.extend_metrics(version.set, version.number, {
+        **record, "evaluation": evaluation,
+        "gates": {"passed": passed, "alias": promote, "checked_at": checked_at,
+                  "results": [r.as_dict() for r in results], "error": None},
+    })
+    if not passed:
+        failed = "; ".join(r.line() for r in results if not r.passed)
+        raise GateError(
+            f"{version.ref} failed its quality gate(s): {failed}. {version.ref} is published but not promoted; "
+            f"{_alias_now(store, version.set, promote)}",
+            updated, results, promote,
+        )
+    if promote:
+        return store.promote(version.ref, promote)
+    return updated
+
+
+def publish_gated(store: "EmbeddingStore", set_name: str, embeddings: "Embeddings", *, evaluate: Any,
+                  gates: Any, promote: str | None, **publish_options: Any) -> "VersionInfo":
+    """``publish`` with evaluators and gates: publish without moving an alias, then ``evaluate_version``."""
+    checks = Checks.prepare(evaluate, gates)
+    if promote:
+        from embstore.refs import check_alias_name
+
+        check_alias_name(promote)
+    version = store.publish(set_name, embeddings, promote=None, **publish_options)
+    return evaluate_version(store, version, checks, promote)
+
+
+# -- CLI ---------------------------------------------------------------------
+
+
+def echo_results(version: "VersionInfo") -> None:
+    """Print a version's stored evaluation and gate results (to stderr: stdout stays the ref)."""
+    evaluation = version.metrics.get("evaluation") or {}
+    for key in sorted(evaluation):
+        value = evaluation[key]
+        click.echo(f"  {key:<28} {'n/a' if value is None else f'{value:.6g}'}", err=True)
+    for r in (version.metrics.get("gates") or {}).get("results", []):
+        click.echo(f"  gate {r['gate']:<24} {r['status']}", err=True)
+
+
+@click.command("evaluate")
+@click.argument("ref")
+@click.option("--evaluate", "evaluate", multiple=True, metavar="NAME:KEY=VALUE,...",
+              help="evaluator and its config, e.g. hit_rate:path=heldout.csv,k=10 (repeatable)")
+@click.option("--gate", "gates", multiple=True, metavar="METRIC>=X", help="quality gate, e.g. 'hr@10>=0.05' (repeatable)")
+@click.option("--promote", help="alias to move to REF if every gate passes")
+@click.option("--json", "as_json", is_flag=True, help="print the evaluation and gate results as JSON")
+@click.pass_obj
+def evaluate_command(state, ref: str, evaluate, gates, promote, as_json: bool) -> None:
+    """Evaluate the published version REF, check gates, and move --promote only if all pass.
+
+    A failed gate prints why (metric, value, threshold) and exits 1."""
+    store = state.store()
+    checks = Checks.prepare(list(evaluate), list(gates))
+    version = store.resolve(ref)
+    try:
+        done = evaluate_version(store, version, checks, promote)
+    except GateError as exc:
+        if as_json:
+            click.echo(json.dumps({"ref": exc.version.ref, "evaluation": exc.version.metrics.get("evaluation"),
+                                   "gates": exc.version.metrics.get("gates")}, default=str))
+        raise
+    if as_json:
+        click.echo(json.dumps({"ref": done.ref, "aliases": list(done.aliases),
+                               "evaluation": done.metrics.get("evaluation"), "gates": done.metrics.get("gates")},
+                              default=str))
+        return
+    click.echo(done.ref + (f" (now {done.set}@{promote})" if promote else ""))
+    echo_results(store.resolve(done.ref))
+    sys.stdout.flush()
+
+
+cmd = evaluate_command

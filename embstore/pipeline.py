@@ -1,0 +1,260 @@
+"""Pipeline files: the sets a materialization job builds, in one YAML file.
+
+    embstore pipeline nightly.yaml            # validate everything, then build set after set
+    embstore pipeline nightly.yaml --check    # validate only
+
+    sets:
+      - set: movies_item2vec
+        producer: item2vec
+        inputs: {interactions: data/train.csv}          # relative to this file
+        columns: {interactions: {user_id: userId, item_id: movieId}}
+        config: {dim: 64, epochs: 10}
+        retriever_config: {metric: cosine}
+        align_to: prod                                  # rotate onto what prod serves
+        evaluate:
+          hit_rate: {path: data/ratings.csv, k: 10, min_rating: 3.5}
+          drift: {alias: prod}
+        gates: ["hr@10>=0.05", "drift_overlap@10>=0.2"]
+        promote: prod                                   # only if every gate passes
+      - set: movies_both
+        compose: [movies_item2vec@prod, movies_deepwalk@prod]
+        weights: [1.0, 0.5]
+        promote: prod
+
+Keys of a step: ``set``; either ``producer`` (with ``inputs``, ``columns``,
+``config``, ``entity``) or ``compose`` (with ``weights``, ``normalize``); and
+``retriever``, ``retriever_config``, ``align_to``, ``evaluate``, ``gates``,
+``promote`` as on ``embstore run``. Unknown keys, producers, evaluators,
+config keys, missing input files and malformed gates are reported before
+anything is trained. Steps run in order; the first failure (a failed gate
+included) stops the pipeline with exit status 1 unless ``--keep-going``.
+Relative paths (inputs, and evaluator config fields that are paths) are
+relative to the pipeline file.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+import pydantic
+
+from embstore.errors import ConfigError, EmbstoreError, InputError, PluginError
+
+if TYPE_CHECKING:
+    from embstore.evaluation import Checks
+    from embstore.registry import VersionInfo
+    from embstore.store import EmbeddingStore
+
+
+class StepSpec(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    set: str
+    producer: str | None = None
+    inputs: dict[str, str] = pydantic.Field(default_factory=dict)
+    columns: dict[str, dict[str, str]] = pydantic.Field(default_factory=dict)
+    config: dict[str, Any] = pydantic.Field(default_factory=dict)
+    entity: str | None = None
+    compose: list[str] | None = None
+    weights: list[float] | None = None
+    normalize: bool = False
+    retriever: str | None = None
+    retriever_config: dict[str, Any] = pydantic.Field(default_factory=dict)
+    align_to: str | None = None
+    evaluate: dict[str, dict[str, Any] | None] = pydantic.Field(default_factory=dict)
+    gates: list[str] = pydantic.Field(default_factory=list)
+    promote: str | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _one_source(self) -> "StepSpec":
+        if (self.producer is None) == (self.compose is None):
+            raise ValueError("give exactly one of 'producer' (train) or 'compose' (concatenate sets)")
+        if self.compose is not None and (self.inputs or self.columns or self.config or self.entity):
+            raise ValueError("a 'compose' step takes no inputs, columns, config or entity")
+        if self.producer is not None and (self.weights is not None or self.normalize):
+            raise ValueError("'weights' and 'normalize' belong to 'compose' steps")
+        return self
+
+
+class PipelineSpec(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    sets: list[StepSpec] = pydantic.Field(min_length=1)
+
+
+@dataclass
+class Step:
+    """One validated step, ready to run."""
+
+    spec: StepSpec
+    checks: "Checks"
+    inputs: Any = None  # embstore.inputs.Inputs for producer steps
+
+    def run(self, store: "EmbeddingStore") -> "VersionInfo | list[VersionInfo]":
+        s = self.spec
+        if s.compose is not None:
+            return store.compose(s.set, s.compose, s.weights, normalize=s.normalize, promote=s.promote,
+                                 retriever=s.retriever, retriever_config=s.retriever_config, align_to=s.align_to,
+                                 evaluate=self.checks)
+        return store.run(s.producer, s.set, self.inputs, s.config, promote=s.promote, entity=s.entity,
+                         retriever=s.retriever, retriever_config=s.retriever_config, align_to=s.align_to,
+                         evaluate=self.checks)
+
+
+def _is_path_field(annotation: Any) -> bool:
+    if annotation is Path:
+        return True
+    return any(a is Path for a in typing.get_args(annotation))
+
+
+def _relative_to(base: Path, config_cls: type, values: dict[str, Any] | None) -> dict[str, Any]:
+    """Config values with relative path fields resolved against the pipeline file's directory."""
+    out = dict(values or {})
+    for key, field in getattr(config_cls, "model_fields", {}).items():
+        if key in out and isinstance(out[key], str) and _is_path_field(field.annotation):
+            path = Path(out[key]).expanduser()
+            out[key] = str(path if path.is_absolute() else base / path)
+    return out
+
+
+def load_pipeline(path: str | Path) -> list[Step]:
+    """Read and validate a pipeline file completely; nothing is trained or stored."""
+    import yaml
+
+    from embstore.config import parse_config
+    from embstore.evaluation import Checks
+    from embstore.inputs import Inputs, InputSpec
+    from embstore.plugins import get_registry
+    from embstore.refs import Ref, check_alias_name, check_set_name
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"pipeline file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"pipeline file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    try:
+        spec = PipelineSpec.model_validate(raw if raw is not None else {})
+    except pydantic.ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        extra = f" ({len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        raise ConfigError(f"{path}: {where}: {err['msg']}{extra}") from None
+    base = path.resolve().parent
+    registry = get_registry()
+    steps = []
+    for n, s in enumerate(spec.sets, 1):
+        where = f"{path}: step {n} ({s.set})"
+        try:
+            check_set_name(s.set)
+            if s.promote:
+                check_alias_name(s.promote)
+            evaluate = {}
+            for name, config in s.evaluate.items():
+                evaluate[name] = _relative_to(base, registry.evaluator(name).Config, config)
+            checks = Checks.prepare(evaluate, s.gates)
+            inputs = None
+            if s.producer is not None:
+                cls = registry.producer(s.producer)
+                parse_config(cls.Config, s.config, f"producer {s.producer!r}")
+                unknown = set(s.columns) - set(s.inputs)
+                if unknown:
+                    raise ConfigError(f"columns given for input(s) {sorted(unknown)} that are not in 'inputs'")
+                specs = []
+                for kind, file in s.inputs.items():
+                    p = Path(file).expanduser()
+                    specs.append(InputSpec(kind, p if p.is_absolute() else base / p, s.columns.get(kind, {})))
+                inputs = Inputs(specs)
+                inputs.require(cls.requires, s.producer)
+                inputs.reject_unused(cls.requires | cls.accepts, s.producer)
+            else:
+                for ref in s.compose or ():
+                    Ref.parse(ref)
+            if s.retriever:
+                registry.retriever(s.retriever)
+        except (ConfigError, PluginError, InputError) as exc:
+            raise type(exc)(f"{where}: {exc}") from None
+        steps.append(Step(s, checks, inputs))
+    return steps
+
+
+@dataclass
+class Outcome:
+    set: str
+    ok: bool
+    refs: list[str]
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"set": self.set, "ok": self.ok, "refs": self.refs, "error": self.error}
+
+
+def run_pipeline(store: "EmbeddingStore", path: str | Path, *, keep_going: bool = False,
+                 echo=None) -> list[Outcome]:
+    """Validate the file, then run its steps in order; returns each step's outcome.
+
+    Stops at the first failing step (later steps get no outcome) unless ``keep_going``."""
+    steps = load_pipeline(path)
+    outcomes = []
+    for step in steps:
+        try:
+            result = step.run(store)
+        except EmbstoreError as exc:
+            outcome = Outcome(step.spec.set, False, [], str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            gate_version = getattr(exc, "version", None)
+            if gate_version is not None:
+                outcome.refs = [gate_version.ref]
+            outcomes.append(outcome)
+            if echo:
+                echo(outcome)
+            if not keep_going:
+                break
+            continue
+        versions = result if isinstance(result, list) else [result]
+        outcome = Outcome(step.spec.set, True, [v.ref for v in versions])
+        outcomes.append(outcome)
+        if echo:
+            echo(outcome)
+    return outcomes
+
+
+@click.command("pipeline")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--check", is_flag=True, help="validate the file (plugins, configs, inputs, gates) and run nothing")
+@click.option("--keep-going", is_flag=True, help="run the remaining steps after a step fails (exit status is still 1)")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object per step")
+@click.pass_obj
+def pipeline_command(state, file: str, check: bool, keep_going: bool, as_json: bool) -> None:
+    """Build the sets a pipeline FILE names, in order: train or compose, evaluate, gate, promote.
+
+    Prints one line per step; a failed step (a failed gate included) prints why and exits 1."""
+    if check:
+        steps = load_pipeline(file)
+        for step in steps:
+            what = f"producer {step.spec.producer}" if step.spec.producer else f"compose {', '.join(step.spec.compose)}"
+            gates = f", gates {', '.join(map(str, step.checks.gates))}" if step.checks.gates else ""
+            click.echo(f"ok  {step.spec.set}: {what}{gates}" + (f" -> {step.spec.promote}" if step.spec.promote else ""))
+        return
+
+    def echo(outcome: Outcome) -> None:
+        if as_json:
+            click.echo(json.dumps(outcome.as_dict()))
+        elif outcome.ok:
+            click.echo(" ".join(outcome.refs))
+        else:
+            click.echo(f"error: {outcome.set}: {outcome.error}", err=True)
+        sys.stdout.flush()
+
+    outcomes = run_pipeline(state.store(), file, keep_going=keep_going, echo=echo)
+    if not all(o.ok for o in outcomes):
+        sys.exit(1)
+
+
+cmd = pipeline_command
