@@ -1,0 +1,191 @@
+"""The explorer in a real headless Chromium: look up a MovieLens movie, see neighbours, scores, histogram.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` (/usr/bin/chromium, /usr/bin/chromedriver) and
+selenium. Without them the test skips, except under ``CI=true``, where it fails. The screenshot is
+saved as ``artifacts/explorer.png`` at the repository root.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import MOVIELENS
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--no-first-run", "--disable-sync", "--hide-scrollbars")
+
+pytestmark = pytest.mark.slow
+
+
+def _missing_prerequisite() -> str | None:
+    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
+        return f"{CHROMIUM} or {CHROMEDRIVER} is missing (apt-get install -y chromium chromium-driver)"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (pip install 'selenium>=4.11')"
+    if not (MOVIELENS / "ratings.csv").exists():
+        return f"MovieLens is not at {MOVIELENS}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def prerequisites():
+    reason = _missing_prerequisite()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"browser test cannot run under CI: {reason}")
+        pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(prerequisites, tmp_path_factory):
+    """item2vec on MovieLens as movies@1 (prod) and a perturbed copy as movies@2, served with movies.csv."""
+    from embstore.embeddings import Embeddings
+    from embstore.inputs import InputSpec
+    from embstore.store import EmbeddingStore
+
+    root = tmp_path_factory.mktemp("browser")
+    home = root / "home"
+    store = EmbeddingStore.init(home, progress=False)
+    spec = InputSpec("interactions", MOVIELENS / "ratings.csv", {"user_id": "userId", "item_id": "movieId"})
+    first = store.run("item2vec", "movies", {"interactions": spec}, {"epochs": 3, "dim": 32, "min_rating": 3.5},
+                      promote="prod")
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(store.export(first.ref, root / "v1.parquet"))
+    ids = table.column("id").to_numpy()
+    vecs = np.stack(table.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)
+    noise = np.random.default_rng(5).normal(scale=0.2 * vecs.std(), size=vecs.shape).astype(np.float32)
+    store.publish("movies", Embeddings(ids=ids, vectors=vecs + noise), producer="item2vec-perturbed")
+    store.close()
+
+    port = _free_port()
+    log = open(root / "server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "embstore.cli", "--home", str(home), "serve", "--port", str(port),
+         "--metadata", f"movies={MOVIELENS / 'movies.csv'}:movieId", "--log-level", "warning"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/api/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"embstore serve did not start:\n{(root / 'server.log').read_text()}")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(prerequisites, tmp_path_factory):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in CHROME_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    options.add_argument("--window-size=1400,1200")
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_look_up_a_movie_and_see_neighbours_scores_and_histogram(server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 30)
+    browser.get(server + "/explorer?ref=movies@prod")
+    assert "embstore explorer" in browser.title
+    box = wait.until(ec.element_to_be_clickable((By.ID, "q")))
+    box.send_keys("Toy Story")
+    suggestion = wait.until(ec.element_to_be_clickable(
+        (By.XPATH, "//ul[@id='suggestions']//a[starts-with(normalize-space(.), 'Toy Story (1995)')]")))
+    suggestion.click()
+    wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, "#item .item-label"), "Toy Story (1995)"))
+
+    rows = browser.find_elements(By.CSS_SELECTOR, "#neighbour-table tbody tr")
+    assert len(rows) == 10
+    titles = [r.find_element(By.CSS_SELECTOR, "td.label").text for r in rows]
+    scores = [float(r.find_element(By.CSS_SELECTOR, "td.score").text) for r in rows]
+    assert all(titles) and "Toy Story (1995)" not in titles
+    assert all(-1.0 <= s <= 1.0 + 1e-6 for s in scores) and scores == sorted(scores, reverse=True)
+    genres = [r.find_elements(By.CSS_SELECTOR, "td.col")[0].text for r in rows]
+    assert any(genres)  # metadata columns reach the table
+
+    bars = browser.find_elements(By.CSS_SELECTOR, "#hist-svg rect.bar")
+    assert len(bars) == 30
+    heights = [float(b.get_attribute("height")) for b in bars]
+    assert sum(h > 0 for h in heights) >= 3
+    assert "Scores of the nearest 300" in browser.find_element(By.ID, "histogram").text
+
+    marks = browser.find_elements(By.CSS_SELECTOR, "#map-svg circle.mark-neighbour")
+    assert len(marks) == 10 and len(browser.find_elements(By.CSS_SELECTOR, "#map-svg circle.pt")) > 1000
+
+    # compare with the second version: choosing it submits the form
+    from selenium.webdriver.support.ui import Select
+
+    Select(browser.find_element(By.ID, "compare")).select_by_value("movies@2")
+    overlap = wait.until(ec.visibility_of_element_located((By.ID, "overlap")))
+    assert " of 10" in overlap.text and "Jaccard" in overlap.text
+    assert browser.find_element(By.CSS_SELECTOR, "#item .item-label").text == "Toy Story (1995)"
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#compare-b tbody tr")) == 10
+
+    # typing a title and pressing Enter works too (the server picks the best match)
+    box = browser.find_element(By.ID, "q")
+    box.clear()
+    box.send_keys("Jumanji", Keys.ENTER)
+    wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, "#item .item-label"), "Jumanji (1995)"))
+
+    # the screenshot, Toy Story with the comparison, whole page
+    browser.get(server + "/explorer?ref=movies@prod&id=1&compare=movies@2")
+    wait.until(ec.visibility_of_element_located((By.ID, "map-svg")))
+    size = browser.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    shot = browser.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1},
+    })
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "explorer.png").write_bytes(base64.b64decode(shot["data"]))
+    assert (ARTIFACTS / "explorer.png").stat().st_size > 20_000
+    assert not [e for e in browser.get_log("browser") if e.get("level") == "SEVERE"]

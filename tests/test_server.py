@@ -1,0 +1,426 @@
+"""`embstore serve`: every JSON endpoint with its error cases, alias moves under load, the explorer page."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+with warnings.catch_warnings():  # starlette >= 1.x suggests httpx2 for its TestClient; httpx works the same
+    warnings.simplefilter("ignore", UserWarning)
+    from fastapi.testclient import TestClient
+
+from conftest import clustered_embeddings
+from embstore.embeddings import Embeddings
+from embstore.errors import ConfigError
+from embstore.server.app import create_app
+from embstore.server.metadata import Metadata, parse_metadata_arg
+from embstore.store import EmbeddingStore
+
+DIM = 16
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """items@1 (prod) and items@2 (latest), a string-id set, a user set in the items' space, metadata."""
+    root = tmp_path_factory.mktemp("serve")
+    store = EmbeddingStore.init(root / "home", progress=False)
+    store.publish("items", clustered_embeddings(seed=1, dim=DIM), promote="prod")
+    store.publish("items", clustered_embeddings(seed=2, dim=DIM))
+    store.publish("words", clustered_embeddings(seed=3, dim=DIM, string_ids=True), entity="word_id")
+    rng = np.random.default_rng(7)
+    users = Embeddings(ids=np.arange(1000, 1010, dtype=np.int64),
+                       vectors=rng.normal(size=(10, DIM)).astype(np.float32))
+    store.publish("users", users, entity="user_id")
+    store.publish("narrow", clustered_embeddings(seed=4, dim=8))
+    meta_path = root / "items.csv"
+    pd.DataFrame({
+        "itemId": np.arange(100),
+        "title": [f"Item {i:03d}" for i in range(100)],
+        "genres": [f"g{i // 20}|extra" for i in range(100)],
+        "year": 1950 + np.arange(100),
+    }).to_csv(meta_path, index=False)
+    app = create_app(store, {"items": Metadata.load(meta_path, "itemId")}, max_k=50)
+    with TestClient(app) as client:
+        yield store, client, users
+    store.close()
+
+
+def error_of(response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) >= {"error", "message"} and body["message"]
+    return body
+
+
+# -- sets, versions, aliases ------------------------------------------------------
+
+
+def test_health_and_openapi_describe_every_endpoint(served):
+    _, client, _ = served
+    assert client.get("/api/health").json() == {"status": "ok"}
+    paths = client.get("/openapi.json").json()["paths"]
+    assert set(paths) >= {
+        "/api/sets", "/api/sets/{name}/versions", "/api/sets/{ref}", "/api/sets/{ref}/similar",
+        "/api/sets/{ref}/recall/user", "/api/sets/{ref}/recall/vector", "/api/sets/{ref}/vectors",
+    }
+    assert "404" in paths["/api/sets/{ref}/similar"]["get"]["responses"]
+    docs = client.get("/docs").text  # a plain page: FastAPI's Swagger UI would load assets from a CDN
+    assert "GET /api/sets/{ref}/similar" in docs and "UserRecallIn" in docs and "https://" not in docs
+
+
+def test_sets_lists_latest_and_aliases(served):
+    _, client, _ = served
+    sets = {s["name"]: s for s in client.get("/api/sets").json()["sets"]}
+    assert sets["items"] == {"name": "items", "latest": 2, "aliases": {"prod": 1}, "versions": 2}
+    assert {"words", "users", "narrow"} <= set(sets)
+
+
+def test_versions_and_alias_history_of_a_set(served):
+    _, client, _ = served
+    body = client.get("/api/sets/items/versions").json()
+    assert body["set"] == "items" and body["latest"] == 2 and body["aliases"] == {"prod": 1}
+    assert [(v["ref"], v["status"], v["dim"], v["count"], v["aliases"]) for v in body["versions"]] == [
+        ("items@1", "published", DIM, 100, ["prod"]), ("items@2", "published", DIM, 100, []),
+    ]
+    assert [(e["alias"], e["version"], e["previous"]) for e in body["alias_history"]] == [("prod", 1, None)]
+
+
+def test_versions_errors(served):
+    _, client, _ = served
+    assert error_of(client.get("/api/sets/nope/versions"), 404)["error"] == "not_found"
+    assert "not a version" in error_of(client.get("/api/sets/items@1/versions"), 422)["message"]
+
+
+def test_a_ref_resolves_to_its_version_now(served):
+    _, client, _ = served
+    assert client.get("/api/sets/items@prod").json()["ref"] == "items@1"
+    assert client.get("/api/sets/items").json()["ref"] == "items@2"
+    assert client.get("/api/sets/items@2").json()["number"] == 2
+    assert "no alias 'canary'" in error_of(client.get("/api/sets/items@canary"), 404)["message"]
+    assert error_of(client.get("/api/sets/items@9"), 404)["error"] == "not_found"
+    assert "set name" in error_of(client.get("/api/sets/bad-name"), 422)["message"]
+
+
+# -- similar items ------------------------------------------------------------------
+
+
+def test_similar_items_match_the_python_api(served):
+    store, client, _ = served
+    body = client.get("/api/sets/items@prod/similar", params={"id": 3, "k": 5}).json()
+    expected = store.recall("items@1", ids=[3], k=5)[0]
+    assert body["ref"] == "items@1" and body["metric"] == "cosine" and body["query"] == 3
+    assert body["ids"] == expected.ids and body["scores"] == pytest.approx(expected.scores)
+    assert 3 not in body["ids"] and all(i // 20 == 0 for i in body["ids"])  # same planted cluster
+    assert body["scores"] == sorted(body["scores"], reverse=True)
+
+
+def test_similar_excludes_ids_and_reads_string_ids(served):
+    _, client, _ = served
+    first = client.get("/api/sets/items/similar", params={"id": 3, "k": 3}).json()["ids"]
+    body = client.get("/api/sets/items/similar", params=[("id", "3"), ("k", "3"), ("exclude", str(first[0]))]).json()
+    assert first[0] not in body["ids"] and body["ids"][:2] == first[1:]
+    words = client.get("/api/sets/words/similar", params={"id": "item-42", "k": 4}).json()
+    assert words["query"] == "item-42" and all(w.startswith("item-") for w in words["ids"])
+
+
+@pytest.mark.parametrize("k", [0, -1, 51, "many"])
+def test_similar_k_out_of_range(served, k):
+    _, client, _ = served
+    body = error_of(client.get("/api/sets/items/similar", params={"id": 3, "k": k}), 422)
+    assert body["error"] == "invalid_request" and body["message"].startswith("k:")
+
+
+def test_similar_unknown_set_and_unknown_id(served):
+    _, client, _ = served
+    body = error_of(client.get("/api/sets/nope/similar", params={"id": 1}), 404)
+    assert body["error"] == "not_found" and "nope" in body["message"]
+    body = error_of(client.get("/api/sets/items/similar", params={"id": 12345}), 404)
+    assert body["error"] == "unknown_ids" and body["missing"] == [12345]
+    body = error_of(client.get("/api/sets/items/similar", params={"id": "abc"}), 404)
+    assert body["missing"] == ["abc"]
+    assert error_of(client.get("/api/sets/items/similar"), 422)["message"].startswith("id:")
+    assert error_of(client.get("/api/nothing/here"), 404)["error"] == "not_found"
+    assert error_of(client.delete("/api/sets/items/similar"), 405)["error"] == "method_not_allowed"
+
+
+# -- recall for a raw vector ------------------------------------------------------------
+
+
+def test_vector_recall_matches_the_python_api(served):
+    store, client, _ = served
+    q = np.random.default_rng(0).normal(size=DIM).astype(np.float32)
+    body = client.post("/api/sets/items@prod/recall/vector", json={"vector": q.tolist(), "k": 7, "exclude": [0]}).json()
+    expected = store.recall("items@1", vectors=q[None, :], k=7, exclude=[0])[0]
+    assert body["ref"] == "items@1" and body["query"] is None
+    assert body["ids"] == expected.ids and body["scores"] == pytest.approx(expected.scores, abs=1e-6)
+
+
+def test_vector_recall_errors(served):
+    _, client, _ = served
+    body = error_of(client.post("/api/sets/items/recall/vector", json={"vector": [0.1] * 3}), 422)
+    assert "dimension 3" in body["message"] and "dimension 16" in body["message"]
+    assert "vector" in error_of(client.post("/api/sets/items/recall/vector", json={"vector": []}), 422)["message"]
+    assert error_of(client.post("/api/sets/items/recall/vector", json={"vector": [0.1] * DIM, "k": 0}), 422)
+    assert "k must be between" in error_of(
+        client.post("/api/sets/items/recall/vector", json={"vector": [0.1] * DIM, "k": 51}), 422)["message"]
+    nan = '{"vector": [NaN' + ", 0.1" * (DIM - 1) + "]}"
+    assert "NaN" in error_of(client.post("/api/sets/items/recall/vector", content=nan,
+                                         headers={"content-type": "application/json"}), 422)["message"]
+    assert error_of(client.post("/api/sets/items/recall/vector", content="not json",
+                                headers={"content-type": "application/json"}), 422)
+    assert error_of(client.post("/api/sets/gone/recall/vector", json={"vector": [0.1] * DIM}), 404)
+
+
+# -- recall for a user --------------------------------------------------------------------
+
+
+def test_user_recall_from_recent_items_uses_the_mean_unit_vector(served):
+    store, client, _ = served
+    recent = [40, 41, 42]
+    body = client.post("/api/sets/items/recall/user", json={"recent_ids": recent, "k": 5}).json()
+    vecs = store.vectors("items", recent).matrix.astype(np.float64)
+    mean = (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).mean(axis=0)
+    expected = store.recall("items", vectors=mean[None, :], k=5, exclude=recent)[0]
+    assert body["ref"] == "items@2" and body["ids"] == expected.ids and body["missing"] == []
+    assert not set(recent) & set(body["ids"]) and all(i // 20 == 2 for i in body["ids"])
+    keep = client.post("/api/sets/items/recall/user", json={"recent_ids": recent, "k": 5, "exclude_recent": False})
+    assert set(recent) & set(keep.json()["ids"])
+
+
+def test_user_recall_unknown_recent_ids(served):
+    _, client, _ = served
+    body = error_of(client.post("/api/sets/items/recall/user", json={"recent_ids": [1, 999]}), 404)
+    assert body["error"] == "unknown_ids" and body["missing"] == [999]
+    ok = client.post("/api/sets/items/recall/user", json={"recent_ids": [1, 999], "allow_missing": True, "k": 3})
+    assert ok.status_code == 200 and ok.json()["missing"] == [999]
+    none = error_of(client.post("/api/sets/items/recall/user", json={"recent_ids": [998, 999], "allow_missing": True}), 404)
+    assert none["missing"] == [998, 999]
+
+
+def test_user_recall_from_a_user_embedding_set(served):
+    store, client, users = served
+    body = client.post("/api/sets/items@prod/recall/user",
+                       json={"user_ref": "users", "user_id": 1003, "k": 6}).json()
+    expected = store.recall("items@1", vectors=users.vectors[3:4], k=6)[0]
+    assert body["ref"] == "items@1" and body["ids"] == expected.ids
+    assert body["scores"] == pytest.approx(expected.scores, abs=1e-6)
+
+
+def test_user_recall_errors(served):
+    _, client, _ = served
+    url = "/api/sets/items/recall/user"
+    assert "either" in error_of(client.post(url, json={"k": 3}), 422)["message"]
+    both = {"recent_ids": [1], "user_ref": "users", "user_id": 1000}
+    assert "either" in error_of(client.post(url, json=both), 422)["message"]
+    assert "both user_ref and user_id" in error_of(client.post(url, json={"user_ref": "users"}), 422)["message"]
+    body = error_of(client.post(url, json={"user_ref": "users", "user_id": 5}), 404)
+    assert body["missing"] == [5]
+    body = error_of(client.post("/api/sets/narrow/recall/user", json={"user_ref": "users", "user_id": 1000}), 422)
+    assert "users@1 has dimension 16" in body["message"] and "narrow@1 has 8" in body["message"]
+    assert error_of(client.post(url, json={"user_ref": "nobody", "user_id": 1}), 404)["error"] == "not_found"
+    assert error_of(client.post(url, json={"recent_ids": [1], "k": 500}), 422)
+
+
+# -- vectors for a batch of ids -------------------------------------------------------------
+
+
+def test_vectors_round_trip_exactly_in_request_order(served):
+    store, client, _ = served
+    body = client.post("/api/sets/items@prod/vectors", json={"ids": [7, 0, 99]}).json()
+    assert body["ref"] == "items@1" and body["dim"] == DIM and body["ids"] == [7, 0, 99]
+    got = np.asarray(body["vectors"], dtype=np.float32)
+    np.testing.assert_array_equal(got, clustered_embeddings(seed=1, dim=DIM).vectors[[7, 0, 99]])
+    words = client.post("/api/sets/words/vectors", json={"ids": ["item-5"]}).json()
+    assert words["ids"] == ["item-5"] and len(words["vectors"][0]) == DIM
+
+
+def test_vectors_errors(served):
+    _, client, _ = served
+    body = error_of(client.post("/api/sets/items/vectors", json={"ids": [1, 2000, "x"]}), 404)
+    assert body["error"] == "unknown_ids" and body["missing"] == [2000, "x"]
+    ok = client.post("/api/sets/items/vectors", json={"ids": [1, 2000], "allow_missing": True}).json()
+    assert ok["ids"] == [1] and ok["missing"] == [2000] and len(ok["vectors"]) == 1
+    assert error_of(client.post("/api/sets/items/vectors", json={"ids": []}), 422)["message"].startswith("ids:")
+    assert error_of(client.post("/api/sets/items/vectors", json={}), 422)
+    assert error_of(client.post("/api/sets/items@7/vectors", json={"ids": [1]}), 404)
+
+
+# -- alias moves while serving ------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_alias_moves_during_a_stream_of_requests_fail_nothing(store, home):
+    import httpx
+    import uvicorn
+
+    a, b = clustered_embeddings(seed=11, dim=DIM), clustered_embeddings(seed=12, dim=DIM)
+    store.publish("items", a, promote="prod")
+    store.publish("items", b)
+    expected = {ref: store.recall(ref, ids=[5], k=5)[0].ids for ref in ("items@1", "items@2")}
+    assert expected["items@1"] != expected["items@2"]  # so an answer shows which version gave it
+    app = create_app(store, warm_interval=0.2, preload=True)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    url = f"http://127.0.0.1:{port}/api/sets/items@prod/similar?id=5&k=5"
+    failures, seen, stop = [], [], threading.Event()
+
+    def client_loop():
+        with httpx.Client(timeout=10) as http:
+            while not stop.is_set():
+                try:
+                    r = http.get(url)
+                except Exception as exc:  # a refused or dropped connection counts as a failure
+                    failures.append(repr(exc))
+                    continue
+                if r.status_code != 200:
+                    failures.append(f"{r.status_code} {r.text}")
+                    continue
+                body = r.json()
+                seen.append(body["ref"])
+                if body["ids"] != expected[body["ref"]]:
+                    failures.append(f"{body['ref']} answered {body['ids']}, expected {expected[body['ref']]}")
+
+    clients = [threading.Thread(target=client_loop) for _ in range(4)]
+    for c in clients:
+        c.start()
+    try:
+        other = EmbeddingStore(home, progress=False)  # another process's view, as `embstore promote` would be
+        for i in range(12):
+            time.sleep(0.1)
+            other.promote(f"items@{2 if i % 2 == 0 else 1}", "prod")
+        time.sleep(0.2)
+        other.close()
+    finally:
+        stop.set()
+        for c in clients:
+            c.join(timeout=30)
+        server.should_exit = True
+        thread.join(timeout=30)
+    assert failures == []
+    assert len(seen) > 50 and {"items@1", "items@2"} <= set(seen)
+    assert seen[-1] == "items@1"  # the last move (i = 11) pointed prod back at version 1
+
+
+def test_warmer_loads_newly_aliased_versions(store):
+    from embstore.server.app import Warmer
+
+    store.publish("items", clustered_embeddings(seed=1, dim=DIM), promote="prod")
+    warmer = Warmer(store, interval=0)
+    assert warmer.warm_once() == ["items@1"]
+    store.publish("items", clustered_embeddings(seed=2, dim=DIM))
+    store.publish("items", clustered_embeddings(seed=3, dim=DIM))
+    assert warmer.warm_once() == ["items@3"]  # latest; items@2 is neither latest nor aliased
+    store.promote("items@2", "canary")
+    assert warmer.warm_once() == ["items@2"]
+    assert warmer.warm_once() == []
+
+
+def test_cli_serve_binds_loopback_by_default():
+    from embstore.cli import cli
+
+    serve = cli.commands["serve"]
+    assert {p.name: p.default for p in serve.params}["host"] == "127.0.0.1"
+
+
+def test_cli_serve_reports_bad_arguments_in_one_line(store, home, tmp_path):
+    from click.testing import CliRunner
+
+    from embstore.cli import cli
+
+    def run(*args):
+        return CliRunner().invoke(cli, ["--home", str(home), "serve", *args])
+
+    bad = run("--metadata", "movies.csv")
+    assert bad.exit_code == 1 and bad.output.strip().startswith("error: --metadata 'movies.csv': expected SET=PATH")
+    missing = run("--metadata", f"items={tmp_path / 'absent.csv'}:movieId")
+    assert missing.exit_code == 1 and "not found" in missing.output
+    (tmp_path / "m.csv").write_text("movieId,title\n1,A\n")
+    column = run("--metadata", f"items={tmp_path / 'm.csv'}:itemId")
+    assert column.exit_code == 1 and "no column 'itemId'" in column.output
+    nohome = CliRunner().invoke(cli, ["--home", str(tmp_path / "nowhere"), "serve"])
+    assert nohome.exit_code == 1 and "not an embstore home" in nohome.output
+
+
+# -- metadata -------------------------------------------------------------------------------
+
+
+def test_metadata_argument_forms(tmp_path):
+    path = tmp_path / "movies.csv"
+    path.write_text("movieId,title,genres\n1,Toy Story (1995),Animation|Children\n2,Jumanji (1995),Adventure\n")
+    assert parse_metadata_arg(f"movies={path}:movieId") == ("movies", path, "movieId")
+    assert parse_metadata_arg(f"movies={path}") == ("movies", path, None)
+    with pytest.raises(ConfigError, match="SET=PATH"):
+        parse_metadata_arg(str(path))
+    with pytest.raises(ConfigError, match="not found"):
+        parse_metadata_arg(f"movies={tmp_path / 'absent.csv'}:movieId")
+    with pytest.raises(ConfigError, match="no column 'itemId'"):
+        Metadata.load(path, "itemId")
+    meta = Metadata.load(path)  # first column when there is no id / item_id
+    assert meta.id_column == "movieId" and meta.title_column == "title" and meta.label("1") == "Toy Story (1995)"
+    assert meta.search("jum") == [(2, "Jumanji (1995)")]
+    assert meta.category_of("genres", [1, 2, 3]) == ["Animation", "Adventure", "no metadata"]
+
+
+# -- the explorer page ------------------------------------------------------------------------
+
+
+def test_explorer_page_shows_item_neighbours_histogram_and_map(served):
+    store, client, _ = served
+    r = client.get("/explorer", params={"ref": "items@prod", "q": "Item 042", "k": 5})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    html = r.text
+    assert '<span class="item-label">Item 042</span>' in html
+    expected = store.recall("items@1", ids=[42], k=5)[0]
+    for i, s in zip(expected.ids, expected.scores):
+        assert f'<tr data-id="{i}"' in html and f"Item {i:03d}" in html and f"{s:.4f}" in html
+    assert html.count('class="bar"') == 30 and 'id="hist-svg"' in html
+    assert 'id="map-svg"' in html and html.count('class="mark-neighbour"') == 5 and 'class="mark-item"' in html
+    assert "coloured by genres" in html and ">g2<" in html and ">extra<" not in html  # first values only
+    assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html  # offline
+
+
+def test_explorer_compares_two_versions(served):
+    store, client, _ = served
+    html = client.get("/explorer", params={"ref": "items@1", "id": "42", "compare": "items@2", "k": 10}).text
+    a = set(store.recall("items@1", ids=[42], k=10)[0].ids)
+    b = set(store.recall("items@2", ids=[42], k=10)[0].ids)
+    assert f"<strong>{len(a & b)} of 10</strong>" in html
+    assert 'id="compare-a"' in html and 'id="compare-b"' in html
+    assert html.count('class="shared"') == 2 * len(a & b)
+
+
+def test_explorer_messages(served):
+    _, client, _ = served
+    assert "no item in items@2 matches" in client.get("/explorer", params={"ref": "items", "q": "zzz"}).text
+    assert "unknown embedding set" in client.get("/explorer", params={"ref": "nope"}).text
+    words = client.get("/explorer", params={"ref": "words", "q": "item-7"}).text  # no metadata: ids only
+    assert '<span class="item-label">item-7</span>' in words and "no metadata" in words
+    bare = client.get("/explorer").text
+    assert "Look up an item" in bare and 'id="map-svg"' in bare
+    assert client.get("/").status_code == 200  # redirects to the explorer
+    assert client.get("/static/explorer.js").status_code == 200
+
+
+def test_explorer_suggestions(served):
+    _, client, _ = served
+    got = client.get("/explorer/suggest", params={"ref": "items@prod", "q": "item 04"}).json()
+    assert [g["label"] for g in got][:3] == ["Item 040", "Item 041", "Item 042"]
+    assert client.get("/explorer/suggest", params={"ref": "items", "q": "7"}).json()[0] == {"id": 7, "label": "Item 007"}
+    assert client.get("/explorer/suggest", params={"ref": "nope", "q": "x"}).json() == []
