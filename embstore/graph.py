@@ -198,7 +198,7 @@ class Graph:
         if ids.dtype.kind == "O":
             arr = np.array([str(v) for v in arr.tolist()], dtype=object)
         elif arr.size and arr.dtype.kind not in "iu":
-            raise InputError(f"unknown node id {arr[0]!r}: ids of this graph are integers")
+            raise InputError(f"unknown node id {arr[0].item()!r}: ids of this graph are integers")
         else:
             arr = arr.astype(np.int64)
         sorter = self._sorter()
@@ -207,7 +207,7 @@ class Graph:
         codes = sorter[pos] if ids.shape[0] else np.zeros(arr.shape[0], np.int64)
         found = ids[codes] == arr if ids.shape[0] else np.zeros(arr.shape[0], bool)
         if not np.all(found):
-            bad = arr[np.flatnonzero(~np.asarray(found, bool))[0]]
+            bad = arr[np.flatnonzero(~np.asarray(found, bool))[0]].item()
             raise InputError(f"unknown node id {bad!r}: not in the graph")
         codes = codes.astype(np.int64)
         return codes[0] if scalar else codes

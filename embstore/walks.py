@@ -187,6 +187,13 @@ class _Plan:
         else:  # the same kernels read column 0 only: the neighbour codes themselves
             self.tab = graph.indices.view(np.uint32).reshape(-1, 1)
             self.wdeg = graph.degree().astype(np.float64)
+            self.wdeg.flags.writeable = False  # same array type as the weighted case: one compile
+        if self.second:
+            fptr, fwords = _neighbour_filters(graph)
+        else:
+            fptr, fwords = np.zeros(1, np.int64), np.zeros(0, np.uint64)
+        self.arrays = (graph.indptr, graph.indices, graph.weights, self.tab,
+                       self.tab.view(np.float32), self.wdeg, fptr, fwords)  # fmt: skip
         self.starts = _start_nodes(graph, cfg, self.wdeg)
         self.seed_state = np.uint64(_splitmix_py((cfg.seed + _GOLDEN_INT) & _MASK64))
         self.threads = _threads(cfg.workers)
@@ -201,10 +208,9 @@ class _Plan:
         chunksize = numba.set_parallel_chunksize(1)  # threads take blocks as they free up
         try:
             _K.walk(
-                g.indptr, g.indices, g.directed, self.tab, self.tab.view(np.float32), self.wdeg,
-                self.starts[a:b],
-                np.int64(a), self.seed_state, np.int64(cfg.walk_length), self.second,
-                self.use_alias, 1.0 / cfg.p, 1.0 / cfg.q, out, lengths,
+                self.arrays, g.directed, self.starts[a:b], np.int64(a), self.seed_state,
+                np.int64(cfg.walk_length), self.second, self.use_alias, 1.0 / cfg.p, 1.0 / cfg.q,
+                out, lengths,
             )  # fmt: skip
         finally:
             numba.set_parallel_chunksize(chunksize)
@@ -230,7 +236,7 @@ def _start_nodes(graph: Graph, cfg: WalkConfig, wdeg: np.ndarray) -> np.ndarray:
 
 
 def _edge_table(graph: Graph) -> np.ndarray:
-    """Per arc, one 16-byte row: [neighbour, alias neighbour, keep threshold, weight bits].
+    """Per arc, one 16-byte row: [neighbour, alias neighbour, keep threshold, alias weight bits].
 
     A weighted step reads one row (one cache miss) and takes the neighbour when
     32 random bits fall below the threshold, else the alias (Vose's method).
@@ -245,9 +251,25 @@ def _edge_table(graph: Graph) -> np.ndarray:
         tab[:, 0] = graph.indices
         tab[:, 1] = graph.indices[alias]
         tab[:, 2] = np.minimum(np.floor(prob * 2.0**32), 2.0**32 - 1).astype(np.uint32)
-        tab[:, 3] = graph.weights.view(np.uint32)
+        tab[:, 3] = graph.weights[alias].view(np.uint32)
         graph._cache["edge_table"] = tab
     return graph._cache["edge_table"]
+
+
+def _neighbour_filters(graph: Graph) -> tuple[np.ndarray, np.ndarray]:
+    """Per node, a Bloom filter of its out-neighbours: _FILTER_BITS bits per arc, ≥ one word.
+
+    Cached on the graph. About 5% false "maybe"s, each settled by a binary search.
+    """
+    if "filters" not in graph._cache:
+        per_word = 64 // _FILTER_BITS
+        words = np.maximum(1, (graph.degree() + per_word - 1) // per_word)
+        fptr = np.zeros(graph.n_nodes + 1, np.int64)
+        np.cumsum(words, out=fptr[1:])
+        fwords = np.zeros(int(fptr[-1]), np.uint64)
+        _K.build_filters(graph.indptr, graph.indices, fptr, fwords)
+        graph._cache["filters"] = (fptr, fwords)
+    return graph._cache["filters"]
 
 
 def _threads(workers: int | None) -> int:
@@ -287,11 +309,14 @@ _GOLDEN = np.uint64(_GOLDEN_INT)
 _STRIDE = np.uint64((_GOLDEN_INT << 24) & _MASK64)  # walk i owns stream positions i·2^24 ...
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
-_SH11, _SH27, _SH30, _SH31, _SH32 = (np.uint64(s) for s in (11, 27, 30, 31, 32))
+_SH6, _SH11, _SH27, _SH30, _SH31, _SH32, _SH63 = (
+    np.uint64(s) for s in (6, 11, 27, 30, 31, 32, 63)
+)
 _LOW32 = np.uint64(0xFFFFFFFF)
 _INV32 = 1.0 / 4294967296.0
 _INV53 = 1.0 / 9007199254740992.0
 _MAX_TRIES = 16  # rejections before the exact O(degree) draw
+_FILTER_BITS = 8  # neighbour-filter bits per arc
 _BLOCK = 512  # walks per parallel task
 _SLOTS = 16  # walks interleaved within a task
 prange = range
@@ -334,8 +359,34 @@ def _find(indices, lo, hi, x):
     return base if indices[base] == x else -1
 
 
-def _adjacent(indptr, indices, directed, t, x):
-    """Does the arc t->x exist? Undirected graphs search the shorter of the two rows."""
+def _hash(x):
+    """SplitMix64's finalizer of x: 64 well-mixed bits for the neighbour filters."""
+    z = np.uint64(x) + _GOLDEN
+    z = (z ^ (z >> _SH30)) * _M1
+    z = (z ^ (z >> _SH27)) * _M2
+    return z ^ (z >> _SH31)
+
+
+def _filter_slot(fptr, t, h):
+    """Word of t's neighbour filter that key hash h falls in, and the two bits it sets."""
+    fa = fptr[t]
+    word = fa + np.int64(((h >> _SH32) * np.uint64(fptr[t + 1] - fa)) >> _SH32)
+    mask = (np.uint64(1) << (h & _SH63)) | (np.uint64(1) << ((h >> _SH6) & _SH63))
+    return word, mask
+
+
+def _adjacent(g, directed, t, x):
+    """Does the arc t->x exist?
+
+    First t's neighbour filter (a blocked Bloom filter, about one byte per arc, so
+    it mostly stays in cache): "no" is certain and settles most calls with one
+    read. On "maybe", a binary search decides; undirected graphs search the
+    shorter of the two rows.
+    """
+    indptr, indices, fptr, fwords = g[0], g[1], g[6], g[7]
+    word, mask = _filter_slot(fptr, t, _hash(x))
+    if (fwords[word] & mask) != mask:
+        return False
     ta, tb = indptr[t], indptr[t + 1]
     if not directed:
         xa, xb = indptr[x], indptr[x + 1]
@@ -344,62 +395,74 @@ def _adjacent(indptr, indices, directed, t, x):
     return _find(indices, ta, tb, x) >= 0
 
 
-def _draw_first(s, tab, a, d, use_alias):
-    """One first-order step from the row at a with d > 0 entries, from one random draw.
+def _draw_first(s, g, a, d, use_alias, need_w):
+    """One first-order step from the row at a (d > 0 arcs): (state, node, arc weight).
 
-    The high 32 bits pick a slot, the low 32 bits decide between the slot and its alias.
+    One random draw: its high 32 bits pick a slot, the low 32 bits keep the slot
+    or take its alias. The weight is read only when ``need_w``.
     """
+    tab, tabf, weights = g[3], g[4], g[2]
     s, r = _next(s)
     k = a + np.int64(((r >> _SH32) * np.uint64(d)) >> _SH32)
-    if use_alias and (r & _LOW32) >= np.uint64(tab[k, 2]):
-        return s, np.int64(tab[k, 1])
-    return s, np.int64(tab[k, 0])
+    if use_alias:
+        # Load both candidates of the row, then select: no branch on a coin flip.
+        here, there, threshold = np.int64(tab[k, 0]), np.int64(tab[k, 1]), np.uint64(tab[k, 2])
+        alias = (r & _LOW32) >= threshold
+        x = there if alias else here
+        if need_w:
+            return s, x, np.float64(tabf[k, 3]) if alias else np.float64(weights[k])
+        return s, x, 1.0
+    return s, np.int64(tab[k, 0]), 1.0
 
 
-def _weight(tabf, k, use_alias):
-    return np.float64(tabf[k, 3]) if use_alias else 1.0
-
-
-def _bias(indptr, indices, directed, t, x, inv_p, inv_q):
+def _bias(g, directed, t, x, inv_p, inv_q):
     if x == t:
         return inv_p
-    if _adjacent(indptr, indices, directed, t, x):
+    if inv_q == 1.0 or _adjacent(g, directed, t, x):
         return 1.0
     return inv_q
 
 
-def _draw_exact(s, indptr, indices, directed, tabf, use_alias, t, v, inv_p, inv_q):
-    """Second-order step by the full O(degree) distribution (the rejection fallback)."""
+def _draw_exact(s, g, directed, use_alias, t, v, inv_p, inv_q):
+    """Second-order step from the full O(degree) distribution (the rejection fallback)."""
+    indptr, indices, weights = g[0], g[1], g[2]
     a, b = indptr[v], indptr[v + 1]
     total = 0.0
     for k in range(a, b):
-        total += _weight(tabf, k, use_alias) * _bias(indptr, indices, directed, t, indices[k], inv_p,
-                                                     inv_q)  # fmt: skip
+        w = np.float64(weights[k]) if use_alias else 1.0
+        total += w * _bias(g, directed, t, np.int64(indices[k]), inv_p, inv_q)
     s, u = _uniform(s)
     u *= total
     acc = 0.0
-    for k in range(a, b):
-        acc += _weight(tabf, k, use_alias) * _bias(indptr, indices, directed, t, indices[k], inv_p,
-                                                   inv_q)  # fmt: skip
+    k = b - 1
+    for j in range(a, b):
+        w = np.float64(weights[j]) if use_alias else 1.0
+        acc += w * _bias(g, directed, t, np.int64(indices[j]), inv_p, inv_q)
         if u < acc:
-            return s, np.int64(indices[k])
-    return s, np.int64(indices[b - 1])
+            k = j
+            break
+    return s, np.int64(indices[k]), np.float64(weights[k]) if use_alias else 1.0
 
 
-def _draw_second(s, indptr, indices, directed, tab, tabf, wdeg, use_alias, t, v, inv_p, inv_q,
-                 env, low):  # fmt: skip
+def _draw_second(s, g, directed, use_alias, t, v, w_back, inv_p, inv_q, env, low):
     """One node2vec step t -> v -> x by rejection from the first-order proposal.
 
     Envelope: env·w(v,x) for every x (env = max(1, 1/q)), plus a separate mass
-    (1/p - env)·w(v,t) that returns to t directly when 1/p > env.
+    (1/p - env)·w(v,t) that returns to t directly when 1/p > env. ``w_back`` is
+    w(v,t) when known (undirected: the arc just walked), else negative.
+    Returns (state, node, arc weight), like _draw_first.
     """
+    indptr, indices, weights, wdeg = g[0], g[1], g[2], g[5]
     a, b = indptr[v], indptr[v + 1]
     wv = wdeg[v]
     extra = 0.0
     if inv_p > env:
-        k = _find(indices, a, b, t)
-        if k >= 0:
-            extra = (inv_p - env) * _weight(tabf, k, use_alias)
+        if w_back < 0.0:  # directed: look the arc v->t up
+            w_back = 0.0
+            k = _find(indices, a, b, t)
+            if k >= 0:
+                w_back = np.float64(weights[k]) if use_alias else 1.0
+        extra = (inv_p - env) * w_back
     base = env * wv
     total = base + extra
     keep_t = min(inv_p, env)
@@ -407,33 +470,36 @@ def _draw_second(s, indptr, indices, directed, tab, tabf, wdeg, use_alias, t, v,
         s, u = _uniform(s)
         y = u * total
         if y >= base:
-            return s, t
+            return s, t, w_back
         y = y / wv  # uniform on [0, env), independent of the proposal below
-        s, x = _draw_first(s, tab, a, b - a, use_alias)
+        s, x, w = _draw_first(s, g, a, b - a, use_alias, not directed)
         if x == t:
             if y < keep_t:
-                return s, x
+                return s, x, w
         elif y < low:
-            return s, x
-        elif _adjacent(indptr, indices, directed, t, x):
+            return s, x, w
+        elif _adjacent(g, directed, t, x):
             if y < 1.0:
-                return s, x
+                return s, x, w
         elif y < inv_q:
-            return s, x
-    return _draw_exact(s, indptr, indices, directed, tabf, use_alias, t, v, inv_p, inv_q)
+            return s, x, w
+    return _draw_exact(s, g, directed, use_alias, t, v, inv_p, inv_q)
 
 
-def _walk(indptr, indices, directed, tab, tabf, wdeg, starts, first_walk, seed_state, walk_length, second,
-          use_alias, inv_p, inv_q, out, lengths):  # fmt: skip
+def _walk(g, directed, starts, first_walk, seed_state, walk_length, second, use_alias, inv_p,
+          inv_q, out, lengths):  # fmt: skip
     """Walks first_walk + i for i < len(starts); walk i goes to out[i·walk_length:].
 
-    Blocks of walks run in parallel. Inside a block, _SLOTS walks advance in
-    turn, one step each, so the processor overlaps their memory misses (a walk's
-    own steps depend on each other; different walks' steps do not).
+    ``g`` = (indptr, indices, weights, tab, tabf, wdeg, fptr, fwords). Blocks of walks run in
+    parallel. Inside a block, _SLOTS walks advance in turn, one step each, so the
+    processor overlaps their memory misses (a walk's own steps depend on each
+    other; different walks' steps do not).
     """
+    indptr = g[0]
     n_walks = starts.shape[0]
     env = max(1.0, inv_q)
     low = min(1.0, inv_q)
+    need_w = second and use_alias and not directed and inv_p > env
     n_blocks = (n_walks + _BLOCK - 1) // _BLOCK
     for blk in prange(n_blocks):
         lo = np.int64(blk) * _BLOCK
@@ -442,6 +508,7 @@ def _walk(indptr, indices, directed, tab, tabf, wdeg, starts, first_walk, seed_s
         state = np.zeros(_SLOTS, np.uint64)
         cur = np.zeros(_SLOTS, np.int64)
         prev = np.zeros(_SLOTS, np.int64)
+        w_prev = np.zeros(_SLOTS, np.float64)
         count = np.zeros(_SLOTS, np.int64)
         following = lo
         active = 0
@@ -459,15 +526,17 @@ def _walk(indptr, indices, directed, tab, tabf, wdeg, starts, first_walk, seed_s
                 d = indptr[c + 1] - a
                 if d > 0:
                     if second and prev[j] >= 0:
-                        s, x = _draw_second(state[j], indptr, indices, directed, tab, tabf, wdeg,
-                                            use_alias, prev[j], c, inv_p, inv_q, env, low)  # fmt: skip
+                        w_back = -1.0 if directed else w_prev[j]
+                        s, x, w = _draw_second(state[j], g, directed, use_alias, prev[j], c, w_back,
+                                               inv_p, inv_q, env, low)  # fmt: skip
                     else:
-                        s, x = _draw_first(state[j], tab, a, d, use_alias)
+                        s, x, w = _draw_first(state[j], g, a, d, use_alias, need_w)
                     state[j] = s
                     out[i * walk_length + count[j]] = x
                     count[j] += 1
                     prev[j] = c
                     cur[j] = x
+                    w_prev[j] = w
                 if d == 0 or count[j] == walk_length:
                     lengths[i] = count[j]
                     active -= 1
@@ -552,10 +621,18 @@ def _build_alias(indptr, weights, prob, alias, stack):
             alias[small] = small
 
 
+def _build_filters(indptr, indices, fptr, fwords):
+    for t in prange(indptr.shape[0] - 1):
+        for k in range(indptr[t], indptr[t + 1]):
+            word, mask = _filter_slot(fptr, t, _hash(indices[k]))
+            fwords[word] |= mask
+
+
 class _Kernels:
     walk: Any = None
     compact: Any = None
     build_alias: Any = None
+    build_filters: Any = None
 
 
 _K = _Kernels()
@@ -573,9 +650,10 @@ def _jit() -> None:
 
         g = globals()
         g["prange"] = numba.prange
-        for name in ("_next", "_uniform", "_find", "_adjacent", "_draw_first", "_weight", "_bias",
+        for name in ("_next", "_uniform", "_find", "_hash", "_filter_slot", "_adjacent", "_draw_first", "_bias",
                      "_draw_exact", "_draw_second", "_begin"):  # fmt: skip
             g[name] = numba.njit(nogil=True, cache=True)(g[name])
         _K.compact = numba.njit(nogil=True, cache=True)(_compact)
         _K.build_alias = numba.njit(nogil=True, cache=True, parallel=True)(_build_alias)
+        _K.build_filters = numba.njit(nogil=True, cache=True, parallel=True)(_build_filters)
         _K.walk = numba.njit(nogil=True, cache=True, parallel=True)(_walk)
