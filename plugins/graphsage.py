@@ -1,0 +1,482 @@
+"""GraphSAGE: node vectors from sampled-neighbourhood aggregation of features; inductive.
+
+Hamilton, Ying and Leskovec (2017), "Inductive Representation Learning on Large
+Graphs", with PinSAGE's random-walk importance neighbourhoods (Ying et al., 2018)
+as an option. Layer k computes, for node v and its sampled neighbours N(v),
+
+    h_v^k = σ(W_self h_v^{k-1} + W_neigh AGG({h_u^{k-1} : u ∈ N(v)}) + b)
+
+with AGG the mean, or (``pool``) max_u ReLU(W_pool h_u + b_pool); h^0 are the node
+features (a sparse matrix stays sparse: the first layer multiplies it directly).
+Training is unsupervised on CPU mini-batches: positives are node pairs that co-occur
+in short random walks (the shared walk engine, redrawn every epoch), negatives are drawn ∝ degree^0.75
+and shared by the batch, and the loss is (Q = ``negative_weight``, the expectation
+estimated by the mean over the batch's negatives)
+
+    −log σ(z_u·z_v) − Q·E_{v_n}[log σ(−z_u·z_{v_n})]
+
+The published vectors are computed layer by layer over every node's full
+neighbourhood (the mean the sampler estimates), not from one random sample.
+
+Inductive: ``infer`` embeds nodes added after training from their features and
+the edges that link them to known nodes (or to each other)::
+
+    embstore run graphsage --set cora_sage --input edges=cora/edges.csv --input features=cora/features.npz \\
+        --entity node_id
+    embstore infer cora_sage --input features=new_nodes.csv --input edges=new_edges.csv --publish
+
+Determinism: with ``threads=1`` (the default) the same inputs, config and seed give
+the same vectors bit for bit on one machine; with more threads torch's CPU kernels
+may sum in a different order.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pydantic
+import scipy.sparse as sp
+from pydantic import Field
+
+from embstore.config import PluginConfig
+from embstore.embeddings import Embeddings
+from embstore.errors import InputError
+from embstore.graph import Graph
+from embstore.hookspecs import hookimpl
+from embstore.producer import Producer
+from embstore.sampling import Neighbourhood, UnigramTable, walk_pairs
+from embstore.training import EpochLoop
+
+
+class GraphSageConfig(PluginConfig):
+    """GraphSAGE options: model, neighbourhood sampling, positives and negatives, training."""
+
+    dim: int = Field(64, ge=1, le=4096, description="Output vector dimension (the last layer).")
+    hidden_dim: int = Field(256, ge=1, le=8192, description="Width of the hidden layers.")
+    fanouts: list[int] = Field(
+        [10, 10], min_length=1, max_length=5,
+        description="Neighbours sampled per node at each hop, nearest hop first; its length is the "
+        "number of layers K.")
+    aggregator: Literal["mean", "pool"] = Field(
+        "mean", description="mean of neighbour vectors, or pool: max over ReLU(W_pool h_u + b).")
+    pool_dim: int = Field(256, ge=1, le=8192, description="Width of the pooling layer (aggregator=pool).")
+    sampler: Literal["uniform", "weighted", "pinsage"] = Field(
+        "uniform", description="uniform over neighbours; weighted by edge weight; pinsage: the importance_top "
+        "nodes most visited by short random walks, sampled by visit count.")
+    importance_top: int = Field(10, ge=1, description="pinsage: neighbourhood size (top visited nodes).")
+    importance_walks: int = Field(20, ge=1, description="pinsage: walks started per node to count visits.")
+    importance_walk_length: int = Field(4, ge=2, description="pinsage: nodes per importance walk, start included.")
+    feature_norm: Literal["auto", "none", "row", "standard"] = Field(
+        "auto", description="row: divide each row by its sum (bag-of-words); standard: subtract column means "
+        "and divide by column standard deviations (sparse input: divide only, to stay sparse); auto: row for "
+        "sparse .npz features, standard for dense ones.")
+    directed: bool = Field(False, description="Treat edges as directed (aggregate over out-neighbours only).")
+    walk_length: int = Field(5, ge=2, description="Positives: nodes per random walk.")
+    walks_per_node: int = Field(2, ge=1, description="Positives: walks started per node, drawn afresh every epoch.")
+    window: int = Field(2, ge=1, description="Positives: nodes up to this many steps apart in a walk are pairs.")
+    negatives: int = Field(20, ge=1, le=1000, description="Negative nodes drawn per batch, shared by its pairs.")
+    negative_weight: float = Field(
+        1.0, gt=0, allow_inf_nan=False,
+        description="Q in the loss: weight of the negative term, whose expectation is the mean over the "
+        "drawn negatives.")
+    ns_exponent: float = Field(0.75, allow_inf_nan=False,
+                               description="Negatives drawn ∝ degree**ns_exponent (nodes without edges never).")
+    epochs: int = Field(3, ge=1, description="Epochs, each over freshly drawn walk pairs (the budget; see patience).")
+    batch_size: int = Field(512, ge=1, description="Positive pairs per optimizer step.")
+    learning_rate: float = Field(0.005, gt=0, le=10, allow_inf_nan=False, description="Adam learning rate.")
+    weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False, description="Adam weight decay.")
+    dropout: float = Field(0.0, ge=0, lt=1, allow_inf_nan=False, description="Dropout between layers in training.")
+    normalize: bool = Field(True, description="L2-normalize the published vectors.")
+    patience: int | None = Field(
+        None, ge=1, description="Stop when the epoch loss has not improved for this many epochs; null: run every epoch.")
+    min_delta: float = Field(0.001, ge=0, allow_inf_nan=False,
+                             description="Relative loss improvement that counts for patience.")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed for walks, weights, sampling and negatives.")
+    threads: int = Field(1, ge=1, description="torch CPU threads; bit-for-bit reproducible only with 1.")
+
+    @pydantic.field_validator("fanouts")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(k < 1 for k in v):
+            raise ValueError(f"every fanout must be >= 1, got {v}")
+        return v
+
+
+# --------------------------------------------------------------------- features
+
+
+def _normalizer(x: np.ndarray | sp.csr_matrix, how: str) -> dict:
+    how = ("row" if sp.issparse(x) else "standard") if how == "auto" else how
+    norm: dict = {"how": how}
+    if how == "standard":
+        if sp.issparse(x):
+            mean = np.asarray(x.mean(axis=0)).ravel()
+            sq = np.asarray(x.multiply(x).mean(axis=0)).ravel()
+            std = np.sqrt(np.maximum(sq - mean**2, 0))
+            norm["mean"] = np.zeros_like(mean)
+        else:
+            norm["mean"] = x.mean(axis=0)
+            std = x.std(axis=0)
+        norm["scale"] = np.where(std > 1e-12, 1.0 / np.maximum(std, 1e-12), 1.0)
+    return norm
+
+
+def _normalize(x: np.ndarray | sp.csr_matrix, norm: dict) -> np.ndarray | sp.csr_matrix:
+    how = norm["how"]
+    if how == "row":
+        sums = np.asarray(abs(x).sum(axis=1)).ravel()
+        inv = np.where(sums > 0, 1.0 / np.where(sums > 0, sums, 1), 0.0).astype(np.float32)
+        return sp.csr_matrix(sp.diags(inv) @ x, dtype=np.float32) if sp.issparse(x) else x * inv[:, None]
+    if how == "standard":
+        scale = norm["scale"].astype(np.float32)
+        if sp.issparse(x):
+            return sp.csr_matrix(x @ sp.diags(scale), dtype=np.float32)
+        return ((x - norm["mean"]) * scale).astype(np.float32)
+    return x
+
+
+def _rows(x: np.ndarray | sp.csr_matrix, rows: np.ndarray):
+    """Feature rows as a torch tensor: sparse COO for sparse features, dense otherwise."""
+    import torch
+
+    if not sp.issparse(x):
+        return torch.from_numpy(np.ascontiguousarray(x[rows], dtype=np.float32))
+    sub = x[rows].tocoo()
+    idx = torch.from_numpy(np.vstack([sub.row, sub.col]).astype(np.int64))
+    return torch.sparse_coo_tensor(idx, torch.from_numpy(sub.data.astype(np.float32)), sub.shape,
+                                   is_coalesced=True, check_invariants=False)
+
+
+def _mm(h, weight):
+    import torch
+
+    return torch.sparse.mm(h, weight.t()) if h.is_sparse else h @ weight.t()
+
+
+# --------------------------------------------------------------------- the model
+
+
+def _build_model(in_dim: int, config: GraphSageConfig, generator=None):
+    import torch
+    from torch import nn
+
+    class SageLayer(nn.Module):
+        def __init__(self, d_in: int, d_out: int) -> None:
+            super().__init__()
+            self.pool = config.aggregator == "pool"
+            self.self_lin = nn.Linear(d_in, d_out)
+            self.neigh_lin = nn.Linear(config.pool_dim if self.pool else d_in, d_out, bias=False)
+            if self.pool:
+                self.pool_lin = nn.Linear(d_in, config.pool_dim)
+
+        def project(self, h):
+            """One product with [W_self; W_neigh or W_pool]: each node's self part, and the message it
+            sends its neighbours: W_neigh h (mean: linear, so averaging after projecting is exact)
+            or ReLU(W_pool h + b_pool) (pool)."""
+            second = self.pool_lin.weight if self.pool else self.neigh_lin.weight
+            both = _mm(h, torch.cat([self.self_lin.weight, second]))
+            d = self.self_lin.out_features
+            self_part, msg = both[:, :d] + self.self_lin.bias, both[:, d:]
+            if self.pool:
+                msg = torch.relu(msg + self.pool_lin.bias)
+            return self_part, msg
+
+        def combine(self, self_part, aggregated):
+            if self.pool:
+                aggregated = aggregated @ self.neigh_lin.weight.t()
+            return self_part + aggregated
+
+        def forward(self, h, self_pos, nbr_pos):
+            """h: inputs of every node of the outer set; self_pos (m,), nbr_pos (m, k) index into it."""
+            self_part, msg = self.project(h)
+            msg = msg[nbr_pos]  # (m, k, d)
+            agg = msg.max(dim=1).values if self.pool else msg.mean(dim=1)
+            return self.combine(self_part[self_pos], agg)
+
+    class Sage(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            k = len(config.fanouts)
+            dims = [in_dim] + [config.hidden_dim] * (k - 1) + [config.dim]
+            self.layers = nn.ModuleList(SageLayer(dims[i], dims[i + 1]) for i in range(k))
+            if generator is not None:
+                with torch.no_grad():
+                    for p in self.parameters():
+                        if p.dim() == 2:
+                            bound = (6.0 / (p.shape[0] + p.shape[1])) ** 0.5  # Glorot uniform
+                            p.uniform_(-bound, bound, generator=generator)
+                        else:
+                            p.zero_()
+
+        def forward(self, h, blocks):
+            for i, (layer, (self_pos, nbr_pos)) in enumerate(zip(self.layers, blocks)):
+                h = layer(h, self_pos, nbr_pos)
+                if i < len(self.layers) - 1:
+                    h = torch.nn.functional.dropout(torch.relu(h), config.dropout, self.training)
+            return h
+
+    return Sage()
+
+
+def _sample_blocks(targets: np.ndarray, hood: Neighbourhood, fanouts: list[int], rng: np.random.Generator):
+    """Node sets hop by hop and, per layer (outermost first), positions of each node and its
+    sampled neighbours in the next-outer set. Returns (outer node codes, blocks, target positions)."""
+    sets = [np.unique(targets)]
+    samples = []
+    for k in fanouts:
+        nb = hood.sample(sets[-1], k, rng)
+        samples.append(nb)
+        sets.append(np.unique(np.concatenate([sets[-1], nb.ravel()])))
+    blocks = []
+    for hop in range(len(fanouts) - 1, -1, -1):  # the layer nearest the features first
+        outer = sets[hop + 1]
+        blocks.append((np.searchsorted(outer, sets[hop]), np.searchsorted(outer, samples[hop])))
+    return sets[-1], blocks, np.searchsorted(sets[0], targets)
+
+
+def _embed_all(model, x, hood: Neighbourhood, config: GraphSageConfig, chunk_arcs: int = 1 << 20) -> np.ndarray:
+    """Every node's vector, layer by layer over full (importance) neighbourhoods, in eval mode."""
+    import torch
+
+    model.eval()
+    rows, cols, vals = hood.row_normalized()
+    n = hood.n_nodes
+    with torch.no_grad():
+        h = _rows(x, np.arange(n)) if sp.issparse(x) else torch.from_numpy(np.ascontiguousarray(x, np.float32))
+        if config.aggregator == "mean":
+            adj = torch.sparse_coo_tensor(torch.from_numpy(np.vstack([rows, cols])),
+                                          torch.from_numpy(vals.astype(np.float32)), (n, n),
+                                          check_invariants=False).coalesce()
+        for i, layer in enumerate(model.layers):
+            self_part, msg = layer.project(h)
+            if config.aggregator == "mean":
+                agg = torch.sparse.mm(adj, msg)
+            else:
+                agg = torch.full((n, msg.shape[1]), float("-inf"))
+                for a in range(0, rows.shape[0], chunk_arcs):
+                    r = torch.from_numpy(rows[a : a + chunk_arcs])
+                    agg.scatter_reduce_(0, r[:, None].expand(-1, msg.shape[1]),
+                                        msg[torch.from_numpy(cols[a : a + chunk_arcs])], reduce="amax")
+            h = layer.combine(self_part, agg)
+            if i < len(model.layers) - 1:
+                h = torch.relu(h)
+        out = h.numpy().astype(np.float32)
+    if config.normalize:
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        out = out / np.maximum(norms, 1e-12)
+    return out
+
+
+def _neighbourhood(graph: Graph, config: GraphSageConfig, progress: bool) -> Neighbourhood:
+    if config.sampler == "pinsage":
+        return Neighbourhood.importance(graph, top=config.importance_top, walks_per_node=config.importance_walks,
+                                        walk_length=config.importance_walk_length, seed=config.seed,
+                                        progress=progress)
+    return Neighbourhood.of_graph(graph, weighted=config.sampler == "weighted")
+
+
+def _train(model, x, graph: Graph, hood: Neighbourhood, config: GraphSageConfig, progress: bool | None) -> EpochLoop:
+    import torch
+    import torch.nn.functional as F
+
+    from embstore.walks import WalkConfig, random_walks
+
+    show = sys.stderr.isatty() if progress is None else progress
+    walk_cfg = WalkConfig(walk_length=config.walk_length, walks_per_node=config.walks_per_node,
+                          weighted=config.sampler == "weighted", seed=config.seed)
+
+    def positives(epoch: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """Fresh walks every epoch (seeded by seed and epoch): pairs of distinct co-occurring nodes."""
+        cfg = walk_cfg.model_copy(update={"seed": (config.seed << 16) + epoch})
+        walks = random_walks(graph, cfg, progress=show and epoch == 0)
+        centers, contexts = walk_pairs(walks, config.window)
+        differ = centers != contexts
+        return centers[differ], contexts[differ], len(walks)
+
+    centers, contexts, n_walks = positives(0)
+    if centers.size == 0:
+        raise InputError("graphsage: the walks give no pairs of distinct nodes; the graph needs edges between nodes")
+    # negatives ∝ degree**ns_exponent (the walks' visit frequency of an undirected graph)
+    negatives = UnigramTable(graph.degree(weighted=config.sampler == "weighted"), config.ns_exponent)
+    rng = np.random.default_rng(config.seed)
+    batches = -(-centers.shape[0] // config.batch_size)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    loop = EpochLoop("graphsage", config.epochs, batches, progress, config.patience, config.min_delta)
+    model.train()
+    pairs_seen = 0
+    for epoch in loop:
+        if epoch > 0:
+            centers, contexts, _ = positives(epoch)
+        n_pairs = centers.shape[0]
+        batches = -(-n_pairs // config.batch_size)
+        pairs_seen += n_pairs
+        order = rng.permutation(n_pairs)
+        total = 0.0
+        for b in range(batches):
+            sel = order[b * config.batch_size : (b + 1) * config.batch_size]
+            m = sel.shape[0]
+            neg = negatives.sample(config.negatives, rng)
+            targets = np.concatenate([centers[sel], contexts[sel], neg])
+            outer, blocks, pos = _sample_blocks(targets, hood, config.fanouts, rng)
+            blocks = [(torch.from_numpy(s), torch.from_numpy(nb)) for s, nb in blocks]
+            z = model(_rows(x, outer), blocks)[torch.from_numpy(pos)]
+            zu, zv, zn = z[:m], z[m : 2 * m], z[2 * m :]
+            loss = (F.softplus(-(zu * zv).sum(-1)) + config.negative_weight * F.softplus(zu @ zn.t()).mean(-1)).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach())
+            loop.batch_done(total / (b + 1))
+        loop.epoch_done(total / batches)
+    loop.extra = {"walks_per_epoch": n_walks, "pairs": int(pairs_seen // max(len(loop.losses), 1))}
+    return loop
+
+
+# --------------------------------------------------------------------- the producer
+
+
+def _graph_and_features(edges, ids_f: np.ndarray, x, directed: bool) -> tuple[Graph, Any]:
+    """The graph over edge endpoints and feature ids, and the feature rows in graph-code order."""
+    graph = Graph.from_edges(edges["src"].to_numpy(), edges["dst"].to_numpy(), edges["weight"].to_numpy(),
+                             directed=directed, nodes=ids_f)
+    codes = graph.codes_of(ids_f)  # every edge node has a row: _check_features ran first
+    order = np.empty(graph.n_nodes, np.int64)
+    order[codes] = np.arange(ids_f.shape[0])
+    return graph, x[order]
+
+
+def _check_features(ids_f: np.ndarray, edges) -> None:
+    """No edge endpoint matches any feature id: almost always ids of different kinds."""
+    ends = np.concatenate([edges["src"].to_numpy(), edges["dst"].to_numpy()])
+    a, b = ids_f, ends
+    if (a.dtype.kind == "O") != (b.dtype.kind == "O"):
+        a, b = a.astype(str), b.astype(str)
+    known = np.isin(b, a)
+    if not known.any():
+        raise InputError(
+            f"no node in edges has a features row (e.g. edge node {_show(ends[0])!r}; feature ids look like "
+            f"{_show(ids_f[0])!r}): do the id columns hold the same ids?"
+        )
+    if not known.all():
+        bad = ends[np.flatnonzero(~known)[0]]
+        count = np.unique(b[~known]).shape[0]
+        raise InputError(f"features have no row for {count} node(s) in edges, e.g. {_show(bad)!r}; every node needs one")
+
+
+class GraphSage(Producer):
+    """Unsupervised GraphSAGE (torch) with mean or pooling aggregators; inductive ``infer``."""
+
+    name = "graphsage"
+    Config = GraphSageConfig
+    requires = frozenset({"edges", "features"})
+    entity = "node_id"
+    conformance_config: ClassVar[dict] = {"epochs": 1, "dim": 8, "hidden_dim": 16, "fanouts": [3, 3],
+                                          "walks_per_node": 2, "batch_size": 64}
+
+    def fit(self, inputs: Any, config: GraphSageConfig, progress: bool | None = None) -> Embeddings:
+        """Train on edges and features; ``progress`` None draws bars only when stderr is a terminal.
+        ``Embeddings.state`` holds the weights, the graph and the features ``infer`` builds on."""
+        import torch
+
+        edges = inputs.edges()
+        ids_f, x = inputs.features()
+        _check_features(ids_f, edges)
+        graph, x = _graph_and_features(edges, ids_f, x, config.directed)
+        if graph.n_edges == 0:
+            raise InputError("graphsage: the graph has no edges")
+        norm = _normalizer(x, config.feature_norm)
+        xn = _normalize(x, norm)
+        show = sys.stderr.isatty() if progress is None else progress
+        with EpochLoop.threads(config.threads):
+            torch.manual_seed(config.seed)  # dropout draws from torch's global generator
+            model = _build_model(x.shape[1], config, torch.Generator().manual_seed(config.seed))
+            hood = _neighbourhood(graph, config, show)
+            loop = _train(model, xn, graph, hood, config, progress)
+            vectors = _embed_all(model, xn, hood, config)
+        metrics = loop.metrics()
+        metrics.update(nodes=graph.n_nodes, edges=graph.n_edges, features=int(x.shape[1]),
+                       sparse_features=bool(sp.issparse(x)), feature_norm=norm["how"], **loop.extra)
+        state = {
+            "ids": graph.ids, "indptr": graph.indptr, "indices": graph.indices, "weights": graph.weights,
+            "features": x, "norm": norm, "in_dim": int(x.shape[1]),
+            "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        }
+        return Embeddings(ids=graph.ids, vectors=vectors, metadata=metrics, state=state)
+
+    def infer(self, state: dict, inputs: Any, config: GraphSageConfig) -> Embeddings:
+        """Vectors for every row of the features input: nodes added after training (and known nodes,
+        whose feature rows are then replaced), aggregated over the trained graph plus the given
+        edges, which link new nodes to known nodes or to each other."""
+        import torch
+
+        new_ids, xn = inputs.features()
+        if xn.shape[1] != state["in_dim"]:
+            raise InputError(f"features have {xn.shape[1]} columns; the model was trained on {state['in_dim']}")
+        old_ids = state["ids"]
+        n_old = old_ids.shape[0]
+        deg = np.diff(state["indptr"])
+        src = [old_ids[np.repeat(np.arange(n_old), deg)]]
+        dst = [old_ids[state["indices"]]]
+        w = [state["weights"].astype(np.float64)]
+        if "edges" in inputs.kinds:
+            e = inputs.edges()
+            s, d, ew = e["src"].to_numpy(), e["dst"].to_numpy(), e["weight"].to_numpy()
+            ends = np.concatenate([s, d])
+            known = _isin(ends, old_ids) | _isin(ends, new_ids)
+            if not known.all():
+                raise InputError(f"edge node {_show(ends[np.flatnonzero(~known)[0]])!r} is neither a trained node nor "
+                                 "in the features input; give it a features row")
+            src.append(s)
+            dst.append(d)
+            w.append(ew)
+            if not config.directed:
+                src.append(d)
+                dst.append(s)
+                w.append(ew)
+        src_all, dst_all = _concat_ids(src), _concat_ids(dst)
+        graph = Graph.from_edges(src_all, dst_all, np.concatenate(w), directed=True,
+                                 nodes=_concat_ids([old_ids, new_ids]))
+        x_old = state["features"]
+        n = graph.n_nodes
+        old_codes = graph.codes_of(old_ids)
+        new_codes = graph.codes_of(new_ids)
+        order = np.zeros(n, np.int64)  # row of [x_old; xn] for each merged code
+        order[old_codes] = np.arange(n_old)
+        order[new_codes] = n_old + np.arange(new_ids.shape[0])  # given rows win for known nodes
+        if sp.issparse(x_old) or sp.issparse(xn):
+            stacked = sp.vstack([sp.csr_matrix(x_old), sp.csr_matrix(xn)], format="csr", dtype=np.float32)
+        else:
+            stacked = np.vstack([x_old, xn]).astype(np.float32)
+        x = _normalize(stacked[order], state["norm"])
+        with EpochLoop.threads(config.threads):
+            model = _build_model(state["in_dim"], config)
+            model.load_state_dict(state["model"])
+            hood = _neighbourhood(graph, config, False)
+            vectors = _embed_all(model, x, hood, config)[new_codes]
+        unseen = int((~_isin(new_ids, old_ids)).sum())
+        return Embeddings(ids=new_ids, vectors=vectors, metadata={"new_nodes": unseen,
+                                                                   "known_nodes": int(new_ids.shape[0] - unseen)})
+
+
+def _show(value: Any) -> Any:
+    """An id as the user wrote it (7, not np.int64(7)) for error messages."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _isin(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    if (values.dtype.kind == "O") != (ids.dtype.kind == "O"):
+        values, ids = values.astype(str), ids.astype(str)
+    return np.isin(values, ids)
+
+
+def _concat_ids(parts: list[np.ndarray]) -> np.ndarray:
+    if len({p.dtype.kind == "O" for p in parts}) > 1:
+        parts = [p.astype(str).astype(object) for p in parts]
+    return np.concatenate(parts)
+
+
+@hookimpl
+def register_producers(register) -> None:
+    register(GraphSage)
