@@ -91,7 +91,7 @@ def scale(args) -> None:
                "--entity", "node_id", "--config", f"walks_per_node={args.walks_per_node}",
                "--config", f"walk_length={args.walk_length}", "--config", "p=0.25", "--config", "q=4",
                "--config", f"dim={args.dim}", "--config", "epochs=1", "--config", "workers=2",
-               "--config", "window=5", "--retriever-config", "index=hnsw"]
+               "--config", "window=5", "--retriever-config", f"index={args.index}"]
         t0 = time.perf_counter()
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -124,6 +124,7 @@ def main() -> None:
     s.add_argument("--walk-length", type=int, default=40)
     s.add_argument("--dim", type=int, default=64)
     s.add_argument("--tmp", default=None)
+    s.add_argument("--index", default="flat", help="retriever index of the published version (flat: the index is not what is measured)")
     args = p.parse_args()
     {"cora": cora, "scale": scale}[args.what](args)
 

@@ -221,6 +221,18 @@ def infer(state: _State, ref: str, inputs, columns, out, publish_to, promote) ->
 
 
 @cli.command()
+@click.argument("refs", nargs=-1, required=True)
+@click.pass_obj
+def materialize(state: _State, refs) -> None:
+    """Rewrite the online store rows of published REFs from their offline files
+    (after the online store lost data, e.g. a Redis restart without persistence)."""
+    store = state.store()
+    for ref in refs:
+        rows = store.materialize(ref)
+        click.echo(f"{store.resolve(ref).ref}: {rows} rows written to the online store")
+
+
+@cli.command()
 @click.pass_obj
 def gc(state: _State) -> None:
     """Delete the files and Feast views of failed versions (published data untouched)."""

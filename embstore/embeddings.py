@@ -104,7 +104,8 @@ class Embeddings:
             raise EmbeddingsError("vectors have dimension 0")
         if vectors.dtype.kind not in "fiu":
             raise EmbeddingsError(f"vectors must be numeric, got dtype {vectors.dtype}")
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        with np.errstate(over="ignore"):  # values beyond float32 become inf, reported just below
+            vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         finite = np.isfinite(vectors)
         if not finite.all():
             row = int(np.where(~finite.all(axis=1))[0][0])

@@ -44,6 +44,11 @@ def _reachable() -> Iterator[None]:
     except EmbstoreError:
         raise
     except Exception as exc:
+        if "no such table" in str(exc):  # the SQLite online store lost its data, the server is fine
+            raise EmbstoreError(
+                f"Feast's online store has lost this version's table ({str(exc).strip()}); "
+                "rewrite it with `embstore materialize REF`"
+            ) from exc
         if not _connection_error(exc):
             raise
         module = type(exc).__module__
@@ -230,6 +235,17 @@ class FeastBackend:
                 self.store.write_to_online_store(name, chunk, allow_registry_cache=False)
                 if progress is not None:
                     progress(len(chunk))
+
+    def restore_online(self, name: str, frame: pd.DataFrame, progress=None) -> None:
+        """Recreate the view's online table if the store lost it, then write ``frame`` again."""
+        with _reachable():
+            fv = self.store.registry.get_feature_view(name, self.store.project, allow_cache=False)
+            entities = [self.store.registry.get_entity(e, self.store.project, allow_cache=False) for e in fv.entities]
+            self.store._get_provider().update_infra(
+                self.store.project, tables_to_delete=[], tables_to_keep=[fv], entities_to_delete=[],
+                entities_to_keep=entities, partial=True,
+            )
+        self.write_online(name, frame, progress=progress)
 
     def online_vectors(self, name: str, entity: str, ids: list) -> list:
         """Vectors as Feast's online store returns them (None for unknown ids)."""

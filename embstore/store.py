@@ -560,6 +560,20 @@ class EmbeddingStore:
         version = self.resolve(ref)
         return self.feast.online_vectors(version.feature_view, version.entity, list(ids))
 
+    def materialize(self, ref: str | Ref) -> int:
+        """Rewrite a published version's rows into Feast's online store from its checksummed
+        offline parquet: the repair after an online store lost its data (a Redis restart
+        without persistence). Returns the rows written."""
+        import pyarrow.parquet as pq
+
+        version = self.resolve(ref)
+        directory = Path(version.storage_path)
+        storage.verify(directory, version.checksums, [storage.OFFLINE])
+        frame = pq.read_table(directory / storage.OFFLINE).to_pandas()
+        with bar(len(frame), f"online store {version.ref}", unit="rows", enabled=self.progress) as b:
+            self.feast.restore_online(version.feature_view, frame, progress=b.update)
+        return len(frame)
+
     def gc(self) -> list[str]:
         """Remove the files and Feast views of failed versions; published data is never touched."""
         self.registry.reap_dead_builders()

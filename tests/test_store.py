@@ -12,6 +12,7 @@ import pytest
 from conftest import clustered_embeddings
 from embstore.embeddings import Embeddings
 from embstore.errors import (
+    EmbstoreError,
     ConfigError,
     EmbeddingsError,
     IntegrityError,
@@ -228,3 +229,18 @@ def test_bad_names_are_rejected(store):
     with pytest.raises(ConfigError, match="alias"):
         store.publish("items", clustered_embeddings(), promote="3")
     assert store.sets() == []
+
+
+def test_materialize_restores_a_lost_online_store(store):
+    emb = clustered_embeddings(string_ids=True)
+    store.publish("items", emb, promote="prod")
+    fs = store.feast.store  # the online store loses the view's rows (e.g. Redis restarted empty)
+    fv = fs.get_feature_view("items__v1")
+    fs._get_provider().teardown_infra(fs.project, [fv], [fs.get_entity("item_id")])
+    try:
+        assert store.online_vectors("items@prod", ["item-5"]) == [None]  # Redis: the rows are gone
+    except EmbstoreError as exc:  # SQLite: the table is gone, and the error says how to repair
+        assert "embstore materialize" in str(exc)
+    assert store.materialize("items@prod") == 100
+    np.testing.assert_array_equal(np.asarray(store.online_vectors("items@prod", ["item-5"])[0], dtype=np.float32),
+                                  emb.vectors[5])
