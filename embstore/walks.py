@@ -20,13 +20,16 @@ w(v,x)·α, α = 1/p when x is t, 1 when the arc t->x exists, 1/q otherwise
 never padded. ``walk_length`` counts nodes, start included.
 
 How it is fast. The kernels are compiled with numba (on first use, cached on
-disk) and run walks in parallel on all cores. First-order steps use one alias
-table per node (O(1) a step). Second-order steps use exact rejection sampling
-(as KnightKing does): propose x from the first-order table, accept with
-α(x)/max α, where "is x a neighbour of t" is a binary search in t's sorted row;
-the high 1/p of the return edge is folded into a separate mass so small p does
-not slow proposals down, and a step that keeps being rejected falls back to the
-exact O(degree) draw, which leaves the distribution unchanged.
+disk) and run blocks of walks in parallel on all cores. A walk is a chain of
+cache misses, so each thread advances 16 walks in turn, one step each, and
+prefetches the next row bounds: the misses of different walks overlap.
+First-order steps read one 16-byte row per step (neighbour, alias neighbour,
+threshold: Vose's alias method, O(1)). Second-order steps use exact rejection
+sampling (as KnightKing does): propose x from the first-order table, accept
+with α(x)/max α, where "is x a neighbour of t" is a binary search in t's
+sorted row; the high 1/p of the return edge is a separate mass, so small p
+does not slow proposals down, and a step that keeps being rejected falls back
+to the exact O(degree) draw, which leaves the distribution unchanged.
 
 Reproducibility. Walk ``i`` draws from its own stretch of one SplitMix64
 stream keyed by ``(seed, i)``, and start nodes come from the seed alone, so
@@ -188,12 +191,8 @@ class _Plan:
             self.tab = graph.indices.view(np.uint32).reshape(-1, 1)
             self.wdeg = graph.degree().astype(np.float64)
             self.wdeg.flags.writeable = False  # same array type as the weighted case: one compile
-        if self.second:
-            fptr, fwords = _neighbour_filters(graph)
-        else:
-            fptr, fwords = np.zeros(1, np.int64), np.zeros(0, np.uint64)
         self.arrays = (graph.indptr, graph.indices, graph.weights, self.tab,
-                       self.tab.view(np.float32), self.wdeg, fptr, fwords)  # fmt: skip
+                       self.tab.view(np.float32), self.wdeg)  # fmt: skip
         self.starts = _start_nodes(graph, cfg, self.wdeg)
         self.seed_state = np.uint64(_splitmix_py((cfg.seed + _GOLDEN_INT) & _MASK64))
         self.threads = _threads(cfg.workers)
@@ -256,26 +255,10 @@ def _edge_table(graph: Graph) -> np.ndarray:
     return graph._cache["edge_table"]
 
 
-def _neighbour_filters(graph: Graph) -> tuple[np.ndarray, np.ndarray]:
-    """Per node, a Bloom filter of its out-neighbours: _FILTER_BITS bits per arc, ≥ one word.
-
-    Cached on the graph. About 5% false "maybe"s, each settled by a binary search.
-    """
-    if "filters" not in graph._cache:
-        per_word = 64 // _FILTER_BITS
-        words = np.maximum(1, (graph.degree() + per_word - 1) // per_word)
-        fptr = np.zeros(graph.n_nodes + 1, np.int64)
-        np.cumsum(words, out=fptr[1:])
-        fwords = np.zeros(int(fptr[-1]), np.uint64)
-        _K.build_filters(graph.indptr, graph.indices, fptr, fwords)
-        graph._cache["filters"] = (fptr, fwords)
-    return graph._cache["filters"]
-
-
 def _threads(workers: int | None) -> int:
     import numba
 
-    most = int(numba.config.NUMBA_NUM_THREADS)
+    most = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
     return most if workers is None else max(1, min(int(workers), most))
 
 
@@ -309,17 +292,17 @@ _GOLDEN = np.uint64(_GOLDEN_INT)
 _STRIDE = np.uint64((_GOLDEN_INT << 24) & _MASK64)  # walk i owns stream positions i·2^24 ...
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
-_SH6, _SH11, _SH27, _SH30, _SH31, _SH32, _SH63 = (
-    np.uint64(s) for s in (6, 11, 27, 30, 31, 32, 63)
-)
+_SH11, _SH27, _SH30, _SH31, _SH32 = (np.uint64(s) for s in (11, 27, 30, 31, 32))
 _LOW32 = np.uint64(0xFFFFFFFF)
-_INV32 = 1.0 / 4294967296.0
 _INV53 = 1.0 / 9007199254740992.0
 _MAX_TRIES = 16  # rejections before the exact O(degree) draw
-_FILTER_BITS = 8  # neighbour-filter bits per arc
 _BLOCK = 512  # walks per parallel task
 _SLOTS = 16  # walks interleaved within a task
 prange = range
+
+
+def _prefetch(arr, i):
+    """Hint the processor to load arr[i] into cache; `_jit` makes it an LLVM prefetch."""
 
 
 def _splitmix_py(z: int) -> int:
@@ -359,40 +342,15 @@ def _find(indices, lo, hi, x):
     return base if indices[base] == x else -1
 
 
-def _hash(x):
-    """SplitMix64's finalizer of x: 64 well-mixed bits for the neighbour filters."""
-    z = np.uint64(x) + _GOLDEN
-    z = (z ^ (z >> _SH30)) * _M1
-    z = (z ^ (z >> _SH27)) * _M2
-    return z ^ (z >> _SH31)
-
-
-def _filter_slot(fptr, t, h):
-    """Word of t's neighbour filter that key hash h falls in, and the two bits it sets."""
-    fa = fptr[t]
-    word = fa + np.int64(((h >> _SH32) * np.uint64(fptr[t + 1] - fa)) >> _SH32)
-    mask = (np.uint64(1) << (h & _SH63)) | (np.uint64(1) << ((h >> _SH6) & _SH63))
-    return word, mask
-
-
 def _adjacent(g, directed, t, x):
-    """Does the arc t->x exist?
+    """Does the arc t->x exist? A binary search in t's row.
 
-    First t's neighbour filter (a blocked Bloom filter, about one byte per arc, so
-    it mostly stays in cache): "no" is certain and settles most calls with one
-    read. On "maybe", a binary search decides; undirected graphs search the
-    shorter of the two rows.
+    t is the node the walk just left, so its row bounds are still in cache;
+    looking at x's row instead (shorter, for undirected graphs) measured slower,
+    because reading x's bounds is one more cache miss.
     """
-    indptr, indices, fptr, fwords = g[0], g[1], g[6], g[7]
-    word, mask = _filter_slot(fptr, t, _hash(x))
-    if (fwords[word] & mask) != mask:
-        return False
-    ta, tb = indptr[t], indptr[t + 1]
-    if not directed:
-        xa, xb = indptr[x], indptr[x + 1]
-        if xb - xa < tb - ta:
-            return _find(indices, xa, xb, t) >= 0
-    return _find(indices, ta, tb, x) >= 0
+    indptr, indices = g[0], g[1]
+    return _find(indices, indptr[t], indptr[t + 1], x) >= 0
 
 
 def _draw_first(s, g, a, d, use_alias, need_w):
@@ -454,7 +412,7 @@ def _draw_second(s, g, directed, use_alias, t, v, w_back, inv_p, inv_q, env, low
     """
     indptr, indices, weights, wdeg = g[0], g[1], g[2], g[5]
     a, b = indptr[v], indptr[v + 1]
-    wv = wdeg[v]
+    wv = wdeg[v] if use_alias else np.float64(b - a)  # unweighted: no extra read
     extra = 0.0
     if inv_p > env:
         if w_back < 0.0:  # directed: look the arc v->t up
@@ -490,7 +448,7 @@ def _walk(g, directed, starts, first_walk, seed_state, walk_length, second, use_
           inv_q, out, lengths):  # fmt: skip
     """Walks first_walk + i for i < len(starts); walk i goes to out[i·walk_length:].
 
-    ``g`` = (indptr, indices, weights, tab, tabf, wdeg, fptr, fwords). Blocks of walks run in
+    ``g`` = (indptr, indices, weights, tab, tabf, wdeg). Blocks of walks run in
     parallel. Inside a block, _SLOTS walks advance in turn, one step each, so the
     processor overlaps their memory misses (a walk's own steps depend on each
     other; different walks' steps do not).
@@ -537,6 +495,11 @@ def _walk(g, directed, starts, first_walk, seed_state, walk_length, second, use_
                     prev[j] = c
                     cur[j] = x
                     w_prev[j] = w
+                    _prefetch(indptr, x)  # x's row bounds, needed at this slot's next turn
+                    if second:
+                        _prefetch(g[1], a + (d >> 1))  # first probe of the next "t->x?" search
+                        if use_alias:
+                            _prefetch(g[5], x)  # x's weighted degree
                 if d == 0 or count[j] == walk_length:
                     lengths[i] = count[j]
                     active -= 1
@@ -621,18 +584,35 @@ def _build_alias(indptr, weights, prob, alias, stack):
             alias[small] = small
 
 
-def _build_filters(indptr, indices, fptr, fwords):
-    for t in prange(indptr.shape[0] - 1):
-        for k in range(indptr[t], indptr[t + 1]):
-            word, mask = _filter_slot(fptr, t, _hash(indices[k]))
-            fwords[word] |= mask
+def _prefetch_intrinsic():
+    from llvmlite import ir
+    from numba import types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def prefetch(typingctx, arr, idx):
+        def codegen(context, builder, signature, args):
+            aryty = signature.args[0]
+            ary = context.make_array(aryty)(context, builder, args[0])
+            ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]],
+                                           wraparound=False)  # fmt: skip
+            i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+            fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+            # read, high temporal locality, data cache
+            builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+            return context.get_dummy_value()
+
+        return types.void(arr, idx), codegen
+
+    return prefetch
 
 
 class _Kernels:
     walk: Any = None
     compact: Any = None
     build_alias: Any = None
-    build_filters: Any = None
 
 
 _K = _Kernels()
@@ -650,10 +630,10 @@ def _jit() -> None:
 
         g = globals()
         g["prange"] = numba.prange
-        for name in ("_next", "_uniform", "_find", "_hash", "_filter_slot", "_adjacent", "_draw_first", "_bias",
+        g["_prefetch"] = _prefetch_intrinsic()
+        for name in ("_next", "_uniform", "_find", "_adjacent", "_draw_first", "_bias",
                      "_draw_exact", "_draw_second", "_begin"):  # fmt: skip
             g[name] = numba.njit(nogil=True, cache=True)(g[name])
         _K.compact = numba.njit(nogil=True, cache=True)(_compact)
         _K.build_alias = numba.njit(nogil=True, cache=True, parallel=True)(_build_alias)
-        _K.build_filters = numba.njit(nogil=True, cache=True, parallel=True)(_build_filters)
         _K.walk = numba.njit(nogil=True, cache=True, parallel=True)(_walk)
