@@ -294,3 +294,24 @@ def _factorize(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     out = np.empty(len(uniq), dtype=object)
     out[:] = list(uniq)
     return out, codes.astype(np.int64, copy=False)
+
+
+def build_graph(inputs: Any, config: Any, producer: str) -> "Graph":
+    """The graph a producer walks: from edges or from interaction sequences, never both.
+
+    ``config`` supplies ``directed`` (None: directed for interactions, undirected for
+    edges), ``min_rating``, ``session_gap`` and ``self_loops``.
+    """
+    given = inputs.kinds & {"interactions", "edges"}
+    if len(given) != 1:
+        raise InputError(
+            f"producer {producer!r} walks one graph: pass either --input edges=PATH or --input interactions=PATH"
+            + (" (both were given)" if len(given) == 2 else "")
+        )
+    if "edges" in given:
+        edges = inputs.edges()
+        directed = False if config.directed is None else config.directed
+        return Graph.from_edges(edges["src"].to_numpy(), edges["dst"].to_numpy(), edges["weight"].to_numpy(), directed=directed)
+    seqs = inputs.sequences(min_rating=config.min_rating, session_gap=config.session_gap)
+    directed = True if config.directed is None else config.directed
+    return Graph.from_sequences(seqs, directed=directed, self_loops=config.self_loops)

@@ -174,7 +174,7 @@ class EGES(Producer):
 
         import torch
 
-        from embstore_plugins.random_walks import build_graph
+        from embstore.graph import build_graph
         from embstore.walks import WalkConfig, random_walks
 
         graph = build_graph(inputs, config, self.name)

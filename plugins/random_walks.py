@@ -19,7 +19,7 @@ from pydantic import Field
 
 from embstore.embeddings import Embeddings
 from embstore.errors import InputError
-from embstore.graph import Graph
+from embstore.graph import build_graph
 from embstore.hookspecs import hookimpl
 from embstore.producer import Producer
 from embstore.skipgram import SkipGramConfig, train_skipgram
@@ -48,23 +48,6 @@ class Node2VecConfig(DeepWalkConfig):
                      description="return parameter: weight 1/p for stepping back (small p: local, structural roles)")
     q: float = Field(1.0, gt=0, allow_inf_nan=False,
                      description="in-out parameter: weight 1/q for moving away (small q: outward, communities)")
-
-
-def build_graph(inputs: Any, config: DeepWalkConfig, producer: str) -> Graph:
-    """The graph a walk producer walks: from edges or from interaction sequences, never both."""
-    given = inputs.kinds & {"interactions", "edges"}
-    if len(given) != 1:
-        raise InputError(
-            f"producer {producer!r} walks one graph: pass either --input edges=PATH or --input interactions=PATH"
-            + (" (both were given)" if len(given) == 2 else "")
-        )
-    if "edges" in given:
-        edges = inputs.edges()
-        directed = False if config.directed is None else config.directed
-        return Graph.from_edges(edges["src"].to_numpy(), edges["dst"].to_numpy(), edges["weight"].to_numpy(), directed=directed)
-    seqs = inputs.sequences(min_rating=config.min_rating, session_gap=config.session_gap)
-    directed = True if config.directed is None else config.directed
-    return Graph.from_sequences(seqs, directed=directed, self_loops=config.self_loops)
 
 
 class _WalkProducer(Producer):
