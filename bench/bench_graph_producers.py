@@ -107,7 +107,7 @@ def scale(args) -> None:
         print(f"embstore run node2vec p=0.25 q=4: {proc.stdout.strip()} published {info['count']:,} vectors of dim {info['dim']}")
         print(f"  walks {m['walks']:,} ({m['walk_steps']:,} tokens) in {m['walk_seconds']:.0f} s; graph {m['graph_seconds']:.0f} s; "
               f"skip-gram {m.get('train_seconds', float('nan')):.0f} s")
-        print(f"  wall time {wall:.0f} s end to end (load, graph, walks, training, Feast offline+online, HNSW index)")
+        print(f"  wall time {wall:.0f} s end to end (load, graph, walks, training, Feast offline+online, {args.index} index)")
         print(f"  peak memory {max(peak_kb, before) / 1e6:.2f} GB (max RSS of the run process)")
 
 
