@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from graphs import power_law_edges  # bench/graphs.py: scripts run from bench/
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ML = ROOT.parent / "shared" / "data" / "ml-latest-small"
@@ -131,14 +132,6 @@ def movielens(args) -> None:
     print(f"  EGES cold-start vectors      {hr_eges:.3f}")
     print(f"  popularity within genre      {hr_base:.3f}")
     print(f"  random                       {hr_rand:.3f}")
-
-
-def power_law_edges(nodes: int, edges: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    weights = 1.0 / np.arange(1, nodes + 1) ** 0.8
-    cdf = np.cumsum(weights / weights.sum())
-    perm = rng.permutation(nodes)
-    return perm[np.searchsorted(cdf, rng.random(edges))], rng.integers(0, nodes, edges)
 
 
 def scale(args) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from graphs import write_power_law_edges  # bench/graphs.py: scripts run from bench/
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CORA = ROOT.parent / "shared" / "data" / "cora"
@@ -62,28 +63,12 @@ def cora(args) -> None:
     print("reference: DeepWalk 0.67 (Planetoid / GCN papers), GCN 0.815")
 
 
-def power_law_edges(path: Path, nodes: int, edges: int, seed: int = 0) -> None:
-    """Undirected edges whose endpoints follow a Zipf-like degree distribution, written in chunks."""
-    rng = np.random.default_rng(seed)
-    weights = 1.0 / np.arange(1, nodes + 1) ** 0.8
-    cdf = np.cumsum(weights / weights.sum())
-    perm = rng.permutation(nodes)
-    with open(path, "w") as fh:
-        fh.write("src,dst\n")
-        chunk = 1_000_000
-        for start in range(0, edges, chunk):
-            m = min(chunk, edges - start)
-            src = perm[np.searchsorted(cdf, rng.random(m))]
-            dst = rng.integers(0, nodes, m)  # one uniform end keeps every node reachable
-            np.savetxt(fh, np.column_stack([src, dst]), fmt="%d", delimiter=",")
-
-
 def scale(args) -> None:
     exe = Path(sys.executable).with_name("embstore")
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         edges = Path(tmp) / "edges.csv"
         t0 = time.perf_counter()
-        power_law_edges(edges, args.nodes, args.edges)
+        write_power_law_edges(edges, args.nodes, args.edges)
         print(f"generated {args.nodes:,} nodes / {args.edges:,} edges in {time.perf_counter() - t0:.0f} s ({edges.stat().st_size / 1e6:.0f} MB)")
         home = Path(tmp) / "home"
         subprocess.run([str(exe), "--home", str(home), "init"], check=True, capture_output=True)

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from graphs import power_law_edges  # bench/graphs.py: scripts run from bench/
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CORA = ROOT.parent / "shared" / "data" / "cora"
@@ -107,14 +108,6 @@ def _features_csv(path: Path, ids: np.ndarray, x: sp.csr_matrix) -> None:
     frame = pd.DataFrame(x.toarray(), columns=[f"w{j}" for j in range(x.shape[1])])
     frame.insert(0, "id", ids)
     frame.to_csv(path, index=False, float_format="%g")
-
-
-def power_law_edges(nodes: int, edges: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    weights = 1.0 / np.arange(1, nodes + 1) ** 0.8
-    cdf = np.cumsum(weights / weights.sum())
-    perm = rng.permutation(nodes)
-    return perm[np.searchsorted(cdf, rng.random(edges))], rng.integers(0, nodes, edges)
 
 
 def scale(args) -> None:
