@@ -172,7 +172,7 @@ def recall(state: _State, ref: str, ids, k: int, as_json: bool) -> None:
     store = state.store()
     version = store.resolve(ref)
     typed = [int(i) if version.id_type == "int64" and _is_int(i) else i for i in ids]
-    results = store.recall(ref, ids=typed, k=k)
+    results = store.recall(version, ids=typed, k=k)  # the version printed is the one that answered
     if as_json:
         click.echo(json.dumps({"ref": version.ref, "results": [r.as_dict() for r in results]}, default=str))
         return
@@ -228,8 +228,9 @@ def materialize(state: _State, refs) -> None:
     (after the online store lost data, e.g. a Redis restart without persistence)."""
     store = state.store()
     for ref in refs:
-        rows = store.materialize(ref)
-        click.echo(f"{store.resolve(ref).ref}: {rows} rows written to the online store")
+        version = store.resolve(ref)
+        rows = store.materialize(version)
+        click.echo(f"{version.ref}: {rows} rows written to the online store")
 
 
 @cli.command()
