@@ -1,7 +1,7 @@
 """GraphSAGE benchmarks: linear probe on Cora, and epoch time / memory at scale.
 
     python bench/bench_graphsage.py cora  [--cora ../shared/data/cora] [--epochs 5] [--config aggregator=pool ...]
-    python bench/bench_graphsage.py scale [--nodes 100000 --edges 1000000 --features 300 --epochs 1]
+    python bench/bench_graphsage.py scale [--nodes 100000 --edges 1000000 --communities 20 --epochs 1]
 
 cora: unsupervised GraphSAGE on the 2,708-node citation graph with its sparse
 1,433-column bag-of-words features; a logistic regression on the frozen vectors,
@@ -11,8 +11,10 @@ Then an inductive check: 10% of the test nodes are removed from training and
 embedded afterwards with ``infer`` from their features and edges; the probe is
 scored on them.
 
-scale: a generated power-law graph (n nodes, m undirected edges) with sparse
-random features; seconds per epoch and the peak resident memory of the process.
+scale: a generated power-law graph (n nodes, m undirected edges) with planted
+communities and sparse bag-of-words features that lean towards a community's
+words; seconds per epoch, the peak resident memory of the process, and a
+community probe on the vectors against the same probe on the raw features.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from graphs import power_law_edges  # bench/graphs.py: scripts run from bench/
+from graphs import planted_communities, topic_features  # bench/graphs.py: scripts run from bench/
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CORA = ROOT.parent / "shared" / "data" / "cora"
@@ -111,30 +113,40 @@ def _features_csv(path: Path, ids: np.ndarray, x: sp.csr_matrix) -> None:
 
 
 def scale(args) -> None:
+    from sklearn.linear_model import LogisticRegression
+
     from embstore.inputs import Inputs, InputSpec
     from embstore_plugins.graphsage import GraphSage
 
-    rng = np.random.default_rng(args.seed)
+    src, dst, labels = planted_communities(args.nodes, args.edges, args.communities, args.p_in, args.seed)
+    x = topic_features(labels, words=args.features, seed=args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        src, dst = power_law_edges(args.nodes, args.edges, args.seed)
         pd.DataFrame({"src": src, "dst": dst}).to_csv(tmp / "edges.csv", index=False)
-        nnz_per_row = 20
-        cols = rng.integers(0, args.features, size=args.nodes * nnz_per_row)
-        rows = np.repeat(np.arange(args.nodes), nnz_per_row)
-        x = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, cols)), shape=(args.nodes, args.features))
         sp.save_npz(tmp / "features.npz", x)
-        cfg = _config(args.config, {**({"epochs": args.epochs} if args.epochs else {}), "seed": args.seed, "walks_per_node": 1})
+        cfg = _config(args.config, {**({"epochs": args.epochs} if args.epochs else {}), "seed": args.seed,
+                                    "walks_per_node": 1})
         before = _peak_mb()
         t0 = time.perf_counter()
         emb = GraphSage().fit(Inputs([InputSpec("edges", tmp / "edges.csv"), InputSpec("features", tmp / "features.npz")]),
                               cfg, progress=args.progress)
         seconds = time.perf_counter() - t0
     m = emb.metadata
-    print(f"generated graph: {m['nodes']} nodes, {m['edges']} arcs, {m['features']} sparse features "
-          f"({nnz_per_row}/row); pairs/epoch {m['pairs']}; config {cfg.model_dump()}")
-    print(f"fit {seconds:.1f} s; s/epoch {m['epoch_seconds']}; peak RSS {_peak_mb():.0f} MB "
+    print(f"generated graph: {m['nodes']} nodes, {m['edges']} arcs, {args.communities} "
+          f"planted communities (p_in {args.p_in}), {m['features']} sparse features; pairs/epoch {m['pairs']}; "
+          f"config {cfg.model_dump()}")
+    print(f"fit {seconds:.1f} s; s/epoch {m['epoch_seconds']}; losses {m['epoch_losses']}; peak RSS {_peak_mb():.0f} MB "
           f"(before fit {before:.0f} MB)")
+    # probe: which community? 2% of nodes labelled, 10,000 others scored; the same split on raw features
+    rng = np.random.default_rng(args.seed)
+    row = np.empty(args.nodes, np.int64)
+    row[emb.ids.astype(np.int64)] = np.arange(emb.ids.shape[0])
+    order = rng.permutation(args.nodes)
+    train, test = order[: args.nodes // 50], order[args.nodes // 50 :][:10_000]
+    for name, feats in [("graphsage vectors", emb.vectors[row]), ("raw word counts alone", x)]:
+        clf = LogisticRegression(max_iter=2000).fit(feats[train], labels[train])
+        print(f"community probe, {name}: test accuracy {(clf.predict(feats[test]) == labels[test]).mean():.3f} "
+              f"(train {train.size}, test {test.size}, chance {1 / args.communities:.3f})")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -145,7 +157,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nodes", type=int, default=100_000)
     p.add_argument("--edges", type=int, default=1_000_000)
-    p.add_argument("--features", type=int, default=300)
+    p.add_argument("--features", type=int, default=300, help="scale: vocabulary of the generated bag-of-words")
+    p.add_argument("--communities", type=int, default=20, help="scale: planted communities")
+    p.add_argument("--p-in", type=float, default=0.8, help="scale: share of edges inside a community")
     p.add_argument("--config", action="append", default=[], help="KEY=VALUE over the benchmark's config")
     p.add_argument("--progress", action="store_true", help="draw progress bars")
     args = p.parse_args(argv)

@@ -138,21 +138,43 @@ def _normalize(x: np.ndarray | sp.csr_matrix, norm: dict) -> np.ndarray | sp.csr
 
 
 def _rows(x: np.ndarray | sp.csr_matrix, rows: np.ndarray):
-    """Feature rows as a torch tensor: sparse COO for sparse features, dense otherwise."""
+    """Feature rows as the first layer takes them: a scipy CSR for sparse features, a dense tensor otherwise."""
     import torch
 
-    if not sp.issparse(x):
-        return torch.from_numpy(np.ascontiguousarray(x[rows], dtype=np.float32))
-    sub = x[rows].tocoo()
-    idx = torch.from_numpy(np.vstack([sub.row, sub.col]).astype(np.int64))
-    return torch.sparse_coo_tensor(idx, torch.from_numpy(sub.data.astype(np.float32)), sub.shape,
-                                   is_coalesced=True, check_invariants=False)
+    if sp.issparse(x):
+        return x[rows]
+    return torch.from_numpy(np.ascontiguousarray(x[rows], dtype=np.float32))
 
 
-def _mm(h, weight):
-    import torch
+def _linear(h, weight):
+    """h @ weight.T, where h is a dense tensor or a scipy CSR of fixed features."""
+    return _sparse_product().apply(weight, h) if sp.issparse(h) else h @ weight.t()
 
-    return torch.sparse.mm(h, weight.t()) if h.is_sparse else h @ weight.t()
+
+def _sparse_product():
+    """The autograd function behind ``_linear`` on sparse features, built on first use (torch is
+    imported lazily). It multiplies with scipy: on CPU its sparse-dense products run several times
+    faster than torch's sparse kernels, and single-threaded, so they are deterministic."""
+    global _SPARSE_PRODUCT
+    if _SPARSE_PRODUCT is None:
+        import torch
+
+        class SparseProduct(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, weight, x):
+                ctx.x = x
+                return torch.from_numpy(np.asarray(x @ np.ascontiguousarray(weight.detach().numpy().T), dtype=np.float32))
+
+            @staticmethod
+            def backward(ctx, grad):
+                grad_weight = np.asarray(ctx.x.T @ grad.detach().numpy()).T  # CSC @ dense
+                return torch.from_numpy(np.ascontiguousarray(grad_weight, dtype=np.float32)), None
+
+        _SPARSE_PRODUCT = SparseProduct
+    return _SPARSE_PRODUCT
+
+
+_SPARSE_PRODUCT = None
 
 
 # --------------------------------------------------------------------- the model
@@ -171,29 +193,27 @@ def _build_model(in_dim: int, config: GraphSageConfig, generator=None):
             if self.pool:
                 self.pool_lin = nn.Linear(d_in, config.pool_dim)
 
-        def project(self, h):
-            """One product with [W_self; W_neigh or W_pool]: each node's self part, and the message it
-            sends its neighbours: W_neigh h (mean: linear, so averaging after projecting is exact)
-            or ReLU(W_pool h + b_pool) (pool)."""
-            second = self.pool_lin.weight if self.pool else self.neigh_lin.weight
-            both = _mm(h, torch.cat([self.self_lin.weight, second]))
-            d = self.self_lin.out_features
-            self_part, msg = both[:, :d] + self.self_lin.bias, both[:, d:]
+        def self_part(self, h):
+            return _linear(h, self.self_lin.weight) + self.self_lin.bias
+
+        def message(self, h):
+            """What a node sends its neighbours: W_neigh h (mean: linear, so averaging after
+            projecting is exact) or ReLU(W_pool h + b_pool) (pool)."""
             if self.pool:
-                msg = torch.relu(msg + self.pool_lin.bias)
-            return self_part, msg
+                return torch.relu(_linear(h, self.pool_lin.weight) + self.pool_lin.bias)
+            return _linear(h, self.neigh_lin.weight)
 
         def combine(self, self_part, aggregated):
             if self.pool:
                 aggregated = aggregated @ self.neigh_lin.weight.t()
             return self_part + aggregated
 
-        def forward(self, h, self_pos, nbr_pos):
-            """h: inputs of every node of the outer set; self_pos (m,), nbr_pos (m, k) index into it."""
-            self_part, msg = self.project(h)
-            msg = msg[nbr_pos]  # (m, k, d)
-            agg = msg.max(dim=1).values if self.pool else msg.mean(dim=1)
-            return self.combine(self_part[self_pos], agg)
+        def forward(self, h, n_inner: int, nbr_pos):
+            """h: inputs of the outer node set, whose first n_inner nodes are this layer's outputs;
+            nbr_pos (n_inner, k) indexes their sampled neighbours in h. Only those n_inner rows
+            pay for the self part."""
+            agg = torch.nn.functional.embedding_bag(nbr_pos, self.message(h), mode="max" if self.pool else "mean")
+            return self.combine(self.self_part(h[:n_inner]), agg)
 
     class Sage(nn.Module):
         def __init__(self) -> None:
@@ -211,8 +231,8 @@ def _build_model(in_dim: int, config: GraphSageConfig, generator=None):
                             p.zero_()
 
         def forward(self, h, blocks):
-            for i, (layer, (self_pos, nbr_pos)) in enumerate(zip(self.layers, blocks)):
-                h = layer(h, self_pos, nbr_pos)
+            for i, (layer, (n_inner, nbr_pos)) in enumerate(zip(self.layers, blocks)):
+                h = layer(h, n_inner, nbr_pos)
                 if i < len(self.layers) - 1:
                     h = torch.nn.functional.dropout(torch.relu(h), config.dropout, self.training)
             return h
@@ -221,19 +241,22 @@ def _build_model(in_dim: int, config: GraphSageConfig, generator=None):
 
 
 def _sample_blocks(targets: np.ndarray, hood: Neighbourhood, fanouts: list[int], rng: np.random.Generator):
-    """Node sets hop by hop and, per layer (outermost first), positions of each node and its
-    sampled neighbours in the next-outer set. Returns (outer node codes, blocks, target positions)."""
-    sets = [np.unique(targets)]
-    samples = []
+    """Node sets hop by hop, each the previous set followed by the new nodes its sampled neighbours
+    add (so a layer's outputs are a prefix of its inputs), and per layer, the one nearest the
+    features first, (size of the inner set, positions of its sampled neighbours in the outer set).
+    Returns (outer node codes, blocks, positions of the targets in the innermost set)."""
+    inner = np.unique(targets)
+    sets, samples = [inner], []
     for k in fanouts:
         nb = hood.sample(sets[-1], k, rng)
         samples.append(nb)
-        sets.append(np.unique(np.concatenate([sets[-1], nb.ravel()])))
+        sets.append(np.concatenate([sets[-1], np.setdiff1d(nb, sets[-1])]))
     blocks = []
-    for hop in range(len(fanouts) - 1, -1, -1):  # the layer nearest the features first
+    for hop in range(len(fanouts) - 1, -1, -1):
         outer = sets[hop + 1]
-        blocks.append((np.searchsorted(outer, sets[hop]), np.searchsorted(outer, samples[hop])))
-    return sets[-1], blocks, np.searchsorted(sets[0], targets)
+        order = np.argsort(outer, kind="stable")
+        blocks.append((int(sets[hop].shape[0]), order[np.searchsorted(outer[order], samples[hop])]))
+    return sets[-1], blocks, np.searchsorted(inner, targets)
 
 
 def _embed_all(model, x, hood: Neighbourhood, config: GraphSageConfig, chunk_arcs: int = 1 << 20) -> np.ndarray:
@@ -244,13 +267,13 @@ def _embed_all(model, x, hood: Neighbourhood, config: GraphSageConfig, chunk_arc
     rows, cols, vals = hood.row_normalized()
     n = hood.n_nodes
     with torch.no_grad():
-        h = _rows(x, np.arange(n)) if sp.issparse(x) else torch.from_numpy(np.ascontiguousarray(x, np.float32))
+        h = x if sp.issparse(x) else torch.from_numpy(np.ascontiguousarray(x, np.float32))
         if config.aggregator == "mean":
             adj = torch.sparse_coo_tensor(torch.from_numpy(np.vstack([rows, cols])),
                                           torch.from_numpy(vals.astype(np.float32)), (n, n),
                                           check_invariants=False).coalesce()
         for i, layer in enumerate(model.layers):
-            self_part, msg = layer.project(h)
+            msg = layer.message(h)
             if config.aggregator == "mean":
                 agg = torch.sparse.mm(adj, msg)
             else:
@@ -259,7 +282,7 @@ def _embed_all(model, x, hood: Neighbourhood, config: GraphSageConfig, chunk_arc
                     r = torch.from_numpy(rows[a : a + chunk_arcs])
                     agg.scatter_reduce_(0, r[:, None].expand(-1, msg.shape[1]),
                                         msg[torch.from_numpy(cols[a : a + chunk_arcs])], reduce="amax")
-            h = layer.combine(self_part, agg)
+            h = layer.combine(layer.self_part(h), agg)
             if i < len(model.layers) - 1:
                 h = torch.relu(h)
         out = h.numpy().astype(np.float32)
@@ -320,7 +343,7 @@ def _train(model, x, graph: Graph, hood: Neighbourhood, config: GraphSageConfig,
             neg = negatives.sample(config.negatives, rng)
             targets = np.concatenate([centers[sel], contexts[sel], neg])
             outer, blocks, pos = _sample_blocks(targets, hood, config.fanouts, rng)
-            blocks = [(torch.from_numpy(s), torch.from_numpy(nb)) for s, nb in blocks]
+            blocks = [(n_inner, torch.from_numpy(nb)) for n_inner, nb in blocks]
             z = model(_rows(x, outer), blocks)[torch.from_numpy(pos)]
             zu, zv, zn = z[:m], z[m : 2 * m], z[2 * m :]
             loss = (F.softplus(-(zu * zv).sum(-1)) + config.negative_weight * F.softplus(zu @ zn.t()).mean(-1)).mean()

@@ -110,6 +110,16 @@ def test_sparse_features_pool_and_pinsage(planted):
     assert sp.issparse(emb.state["features"])  # kept sparse for infer
 
 
+@pytest.mark.parametrize("aggregator", ["mean", "pool"])
+def test_sparse_and_dense_features_train_the_same_model(planted, aggregator):
+    """The sparse first layer (scipy products with their own gradients) is the dense one, faster."""
+    sparse, _ = _fit(planted, "features.npz", aggregator=aggregator, feature_norm="row", epochs=2)
+    dense, _ = _fit(planted, "features.csv", aggregator=aggregator, feature_norm="row", epochs=2)
+    assert sparse.metadata["sparse_features"] and not dense.metadata["sparse_features"]
+    np.testing.assert_allclose(sparse.metadata["epoch_losses"], dense.metadata["epoch_losses"], rtol=1e-4)
+    np.testing.assert_allclose(sparse.vectors, dense.vectors, atol=1e-3)
+
+
 def test_same_seed_same_vectors(planted, fitted):
     again, _ = _fit(planted)
     np.testing.assert_array_equal(again.vectors, fitted[0].vectors)
