@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--edges", type=int, default=1_000_000)
     p.add_argument("--features", type=int, default=300, help="scale: vocabulary of the generated bag-of-words")
     p.add_argument("--communities", type=int, default=20, help="scale: planted communities")
-    p.add_argument("--p-in", type=float, default=0.8, help="scale: share of edges inside a community")
+    p.add_argument("--p-in", type=float, default=0.5, help="scale: share of edges inside a community")
     p.add_argument("--config", action="append", default=[], help="KEY=VALUE over the benchmark's config")
     p.add_argument("--progress", action="store_true", help="draw progress bars")
     args = p.parse_args(argv)
