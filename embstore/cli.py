@@ -127,6 +127,7 @@ def versions(state: _State, name: str, as_json: bool) -> None:
         click.echo(
             f"{v.number:>7}  {v.status:9}  {v.producer:12}  {v.dim or '-':>4}  {v.count or '-':>8}  "
             f"{v.created_at:%Y-%m-%d %H:%M:%S}  {','.join(v.aliases)}"
+            + (f"  (aligned to {v.aligned_to})" if v.aligned_to else "")
             + (f"  ({v.error.splitlines()[0][:80]})" if v.error and v.status == "failed" else "")
         )
 

@@ -136,6 +136,10 @@ def test_cli_diff_and_run_align_to(home, tmp_path):
     v2 = json.loads(second.stdout)
     assert v2["aligned_to"] == "items@1" and v2["metrics"]["alignment"]["residual_after"] < v2["metrics"]["alignment"]["residual_before"]
 
+    listing = invoke("versions", "items").stdout.splitlines()
+    assert listing[1].split()[0] == "1" and "aligned to" not in listing[1]
+    assert listing[2].split()[0] == "2" and listing[2].endswith("prod  (aligned to items@1)")
+
     text = invoke("diff", "items@1", "items@2")
     assert text.exit_code == 0, text.output
     assert "items@1 -> items@2" in text.stdout and "40 shared, 0 added, 0 removed" in text.stdout
