@@ -281,6 +281,13 @@ class FeastBackend:
                 if _connection_error(exc):
                     raise
                 return
+            # online rows first: Feast's SQL registry forgets the view at once, before the online
+            # store is touched, so an online store that is down would strand the rows for good;
+            # this way it fails while the view is still registered and the next gc finds both
+            self.store._get_provider().update_infra(
+                self.store.project, tables_to_delete=[fv], tables_to_keep=[], entities_to_delete=[],
+                entities_to_keep=[], partial=True,
+            )
             self.store.apply([], objects_to_delete=[fv], partial=False)
 
     def feature_view_names(self) -> list[str]:

@@ -226,6 +226,40 @@ def test_redis_down_mid_publish_then_recovers(team, monkeypatch):
     assert report.ok, [f.line() for f in report.inconsistencies]
 
 
+def _online_rows_of(rd, project: str, view: str) -> int:
+    """Redis hashes of ``project`` holding a row of feature view ``view`` (Feast's layout: one hash
+    per entity key, a ``_ts:<view>`` field per view with a row there)."""
+    import redis
+
+    client = redis.Redis(port=rd.port)
+    field = f"_ts:{view}".encode()
+    return sum(client.hexists(k, field) for k in client.scan_iter(b"*" + project.encode()))
+
+
+def test_gc_while_redis_is_down_strands_no_online_rows(team, monkeypatch):
+    store, pg, rd, home = team
+    store.publish("items", clustered_embeddings(seed=1), promote="prod")
+    def fail() -> None:
+        raise RuntimeError("the build dies after its online write")
+
+    _stop_at(monkeypatch, "online", fail)
+    with pytest.raises(PublishError):
+        store.publish("items", clustered_embeddings(seed=2), promote="prod")
+    monkeypatch.undo()
+    assert store.registry.version("items", 2).status == "failed"
+    project = store.settings.project
+    assert _online_rows_of(rd, project, "items__v2") == 100  # the failed version's rows are in Redis
+
+    rd.stop()
+    assert "Redis" in _cli_error(home, "gc")
+    rd.start()
+    assert store.gc() == ["items@2"]
+    assert _online_rows_of(rd, project, "items__v2") == 0
+    assert _online_rows_of(rd, project, "items__v1") == 100  # the serving version keeps its rows
+    report = check_store(store)
+    assert report.ok, [f.line() for f in report.inconsistencies]
+
+
 def test_postgres_down_mid_publish_then_recovers(team, monkeypatch):
     store, pg, rd, home = team
     first = clustered_embeddings(seed=1)
