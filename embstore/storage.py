@@ -161,6 +161,28 @@ def load_vectors(directory: Path, checksums: dict[str, str]) -> LoadedVectors:
     return loaded
 
 
+_OFFLINE_COLUMNS = {"event_timestamp", "created_timestamp", "row", "embedding"}
+
+
+def read_extras(directory: Path, checksums: dict[str, str], entity: str) -> dict[str, np.ndarray]:
+    """The version's extras (per-row arrays published next to the vector), in row order."""
+    verify(directory, checksums, [OFFLINE])
+    names = [n for n in pq.read_schema(directory / OFFLINE).names if n not in _OFFLINE_COLUMNS and n != entity]
+    if not names:
+        return {}
+    table = pq.read_table(directory / OFFLINE, columns=["row", *names])
+    order = np.argsort(table.column("row").to_numpy())
+    extras = {}
+    for name in names:
+        col = table.column(name).combine_chunks()
+        if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+            arr = col.flatten().to_numpy().reshape(len(col), -1)
+        else:
+            arr = col.to_numpy()
+        extras[name] = arr[order]
+    return extras
+
+
 def write_state(directory: Path, state, producer_cls) -> dict[str, str]:
     """The producer's model state under state/ (for cold-start infer), with checksums."""
     target = directory / STATE_DIR

@@ -328,7 +328,8 @@ class EmbeddingStore:
     def publish_inferred(self, ref: str | Ref, inferred: Embeddings, *, set_name: str | None = None,
                          promote: str | None = None) -> VersionInfo:
         """Publish the version's vectors plus newly inferred ones as the next version of its set
-        (or ``set_name``). Ids the version already has keep their trained vectors."""
+        (or ``set_name``). Ids the version already has keep their trained vectors; the version's
+        extras (e.g. gbdt_leaf's leaves) are carried over and the new rows' appended."""
         version = self.resolve(ref)
         loaded = self._loaded(version)
         new = inferred.validated()
@@ -341,11 +342,21 @@ class EmbeddingStore:
         ids = np.concatenate([loaded.ids, new.ids[fresh]]) if loaded.ids.dtype == new.ids.dtype else np.array(
             loaded.ids.tolist() + new.ids[fresh].tolist(), dtype=object)
         vectors = np.concatenate([np.asarray(loaded.vectors), new.vectors[fresh]])
+        extras = {}
+        for name, arr in storage.read_extras(Path(version.storage_path), version.checksums, version.entity).items():
+            if name not in new.extras:
+                raise EmbeddingsError(f"{version.ref} publishes the extra {name!r} per row and the inferred rows have "
+                                      "none; the producer's infer must return it")
+            add = new.extras[name][fresh]
+            if arr.shape[1:] != add.shape[1:]:
+                raise EmbeddingsError(f"extra {name!r}: {version.ref} has shape {arr.shape[1:]} per row, the inferred "
+                                      f"rows {add.shape[1:]}")
+            extras[name] = np.concatenate([arr, add])
         state = None
         if any(k.startswith(storage.STATE_DIR + "/") for k in version.checksums):
             cls = self._producer_class(version.producer)
             state = storage.read_state(Path(version.storage_path), version.checksums, cls)
-        merged = Embeddings(ids=ids, vectors=vectors, state=state,
+        merged = Embeddings(ids=ids, vectors=vectors, extras=extras, state=state,
                             metadata={**version.metrics, "inferred_from": version.ref, "inferred_ids": int(fresh.sum())})
         return self.publish(set_name or version.set, merged, producer=version.producer, plugin=version.plugin,
                             plugin_version=version.plugin_version, config=version.config, entity=version.entity,

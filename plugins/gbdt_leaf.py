@@ -30,6 +30,11 @@ Input: one ``table`` (CSV or parquet), one row per entity to embed::
 The set's Feast join key is ``row_id`` unless the run names another
 (``--entity user_id``, ``store.run(..., entity="user_id")``).
 
+New rows later (a scoring period, new users) go through the same trees, and get
+exactly what they would have got as embed-only rows of the training table::
+
+    embstore infer users_gbdt@prod --input table=new_users.parquet --publish --promote prod
+
 Published per row:
 
 - ``leaves`` (extra, shape (n, trees_used)): the index of the leaf the row reaches
@@ -198,12 +203,19 @@ def prepare_table(frame: pd.DataFrame, config: GBDTLeafConfig, where: str = "tab
     if objective == "binary" and np.unique(y[labelled]).size < 2:
         raise InputError(f"{where}: label column {config.label!r} has one class only; binary needs 0s and 1s")
 
+    X, categorical = _feature_frame(frame, features, config.categorical, where)
+    return Prepared(ids, X, y, objective, categorical)
+
+
+def _feature_frame(frame: pd.DataFrame, features: list[str], categorical_codes: list[str],
+                   where: str) -> tuple[pd.DataFrame, list[str]]:
+    """The feature columns as LightGBM takes them, and which of them are categorical."""
     data: dict[str, pd.Series] = {}
     categorical = []
     for name in features:
         col = frame[name].reset_index(drop=True)
         kind = col.dtype.kind
-        if name in config.categorical:
+        if name in categorical_codes:
             if kind not in "iuOSU" and not isinstance(col.dtype, (pd.CategoricalDtype, pd.StringDtype)):
                 raise InputError(
                     f"{where}: column {name!r} has type {col.dtype}; categorical columns must hold "
@@ -223,8 +235,7 @@ def prepare_table(frame: pd.DataFrame, config: GBDTLeafConfig, where: str = "tab
             categorical.append(name)
         else:
             raise _type_error(where, name, str(col.dtype))
-    X = pd.DataFrame(data, index=pd.RangeIndex(len(frame)))
-    return Prepared(ids, X, y, objective, categorical)
+    return pd.DataFrame(data, index=pd.RangeIndex(len(frame))), categorical
 
 
 def _ids(frame: pd.DataFrame, config: GBDTLeafConfig, where: str) -> np.ndarray:
@@ -447,7 +458,41 @@ class GBDTLeaf(Producer):
         )
         logger.info("gbdt_leaf: %d trees on %d rows, %d rows embedded in %.1fs",
                     meta["trees_used"], meta["rows_trained"], len(prep.ids), seconds)
-        return Embeddings(ids=prep.ids, vectors=vectors, extras={"leaves": leaves}, metadata=meta)
+        # what infer needs: the trees (LightGBM's text format keeps the training categories, so
+        # new rows' categorical values map to the same codes), the features and their kinds
+        state = {"model": booster.model_to_string(num_iteration=meta["trees_used"]),
+                 "trees": int(meta["trees_used"]), "features": list(prep.X.columns),
+                 "categorical": list(prep.categorical)}
+        return Embeddings(ids=prep.ids, vectors=vectors, extras={"leaves": leaves}, metadata=meta, state=state)
+
+    def infer(self, state: dict, inputs: "Inputs", config: GBDTLeafConfig) -> Embeddings:
+        """Leaves and vectors of new rows (a scoring period, new users) through the trained
+        trees: the same function ``fit`` applied, so a row gets what it would have got as an
+        embed-only row of the training table. The label column is not needed."""
+        import lightgbm as lgb
+
+        if config.id is None:
+            raise ConfigError("gbdt_leaf infer needs an id column: the version was trained with id=null, whose "
+                              "row numbers would collide with the new rows'; retrain with --config id=COLUMN")
+        frame = inputs.table()
+        where = inputs.spec("table").display
+        if len(frame) == 0:
+            raise InputError(f"{where}: no rows")
+        missing = [c for c in [config.id, *state["features"]] if c not in frame.columns]
+        if missing:
+            raise InputError(f"{where}: no column {missing[0]!r}, which the trees were trained on; "
+                             f"columns: {', '.join(map(str, frame.columns))}")
+        ids = _ids(frame, config, where)
+        X, categorical = _feature_frame(frame, state["features"], config.categorical, where)
+        if categorical != state["categorical"]:
+            odd = next(c for c in state["features"] if (c in categorical) != (c in state["categorical"]))
+            was = "categorical" if odd in state["categorical"] else "numeric"
+            raise InputError(f"{where}: column {odd!r} was {was} in training and is not now; "
+                             "give it the type it had")
+        booster = lgb.Booster(model_str=state["model"])
+        leaves = predict_leaves(booster, X, state["trees"], config.threads)
+        vectors = leaf_sketch(leaves, config.leaves, config.dim, config.seed)
+        return Embeddings(ids=ids, vectors=vectors, extras={"leaves": leaves}, metadata={"rows_embedded": len(ids)})
 
 
 @hookimpl

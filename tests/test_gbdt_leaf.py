@@ -179,6 +179,58 @@ def test_bad_config_values_are_config_errors(values, match):
         parse_config(GBDTLeafConfig, values, "producer 'gbdt_leaf'")
 
 
+@pytest.fixture
+def split(tmp_path):
+    """The 600-row table as training rows (the 550 labelled) and new rows (the 50 unlabelled, no label column)."""
+    frame = table(unlabelled=50)
+    frame.to_csv(tmp_path / "all.csv", index=False)
+    frame.iloc[50:].to_csv(tmp_path / "train.csv", index=False)
+    frame.iloc[:50].drop(columns="clicked").to_csv(tmp_path / "new.csv", index=False)
+    return tmp_path
+
+
+def test_infer_gives_new_rows_what_fit_gives_embed_only_rows(split):
+    config = {"categorical": ["segment"], "trees": 15, "dim": 32}
+    cfg = parse_config(GBDTLeafConfig, {"label": "clicked", "id": "user", "threads": 1, **config}, "gbdt_leaf")
+    _, together = fit(split / "all.csv", **config)
+    _, trained = fit(split / "train.csv", **config)
+    new = GBDTLeaf().infer(trained.state, Inputs([InputSpec("table", split / "new.csv")]), cfg)
+    assert list(new.ids) == list(together.ids[:50])
+    np.testing.assert_array_equal(new.extras["leaves"], together.extras["leaves"][:50])
+    np.testing.assert_array_equal(new.vectors, together.vectors[:50])
+
+
+def test_infer_publishes_new_rows_with_their_leaves(store, split):
+    config = {"label": "clicked", "id": "user", "trees": 8, "threads": 1, "dim": 32}
+    v1 = store.run("gbdt_leaf", "users_gbdt", {"table": split / "train.csv"}, config, entity="user", promote="prod")
+    new = store.infer("users_gbdt@prod", {"table": split / "new.csv"})
+    v2 = store.publish_inferred("users_gbdt@prod", new, promote="prod")
+    assert (v1.count, v2.count) == (550, 600)
+    fs = store.feast.store
+    fs.refresh_registry()
+    got = fs.get_online_features(features=[f"{v2.feature_view}:leaves"],
+                                 entity_rows=[{"user": "u0003"}, {"user": "u0100"}]).to_dict()
+    old = fs.get_online_features(features=[f"{v1.feature_view}:leaves"], entity_rows=[{"user": "u0100"}]).to_dict()
+    assert got["leaves"][0] == new.extras["leaves"][3].tolist()  # a new row
+    assert got["leaves"][1] == old["leaves"][0]  # a trained row keeps its leaves
+    np.testing.assert_allclose(store.vectors("users_gbdt@prod", ["u0003"]).matrix[0], new.vectors[3], rtol=1e-6)
+
+
+def test_infer_errors(split):
+    _, trained = fit(split / "train.csv", trees=5)
+    cfg = parse_config(GBDTLeafConfig, {"label": "clicked", "id": "user", "threads": 1}, "gbdt_leaf")
+    frame = pd.read_csv(split / "new.csv")
+    frame.drop(columns="spend").to_csv(split / "no_spend.csv", index=False)
+    with pytest.raises(InputError, match="no column 'spend', which the trees were trained on"):
+        GBDTLeaf().infer(trained.state, Inputs([InputSpec("table", split / "no_spend.csv")]), cfg)
+    frame.assign(age=[f"a{i}" for i in range(len(frame))]).to_csv(split / "text_age.csv", index=False)
+    with pytest.raises(InputError, match="column 'age' was numeric in training"):
+        GBDTLeaf().infer(trained.state, Inputs([InputSpec("table", split / "text_age.csv")]), cfg)
+    by_row = parse_config(GBDTLeafConfig, {"label": "clicked", "id": None}, "gbdt_leaf")
+    with pytest.raises(ConfigError, match="needs an id column"):
+        GBDTLeaf().infer(trained.state, Inputs([InputSpec("table", split / "new.csv")]), by_row)
+
+
 def test_store_requires_the_table_input(store, tmp_path):
     with pytest.raises(InputError, match="needs input.*'table'"):
         store.run("gbdt_leaf", "g", {})
