@@ -161,6 +161,27 @@ def load_vectors(directory: Path, checksums: dict[str, str]) -> LoadedVectors:
     return loaded
 
 
+_verified: set[tuple] = set()
+
+
+def verify_once(directory: Path, checksums: dict[str, str], names: list[str]) -> None:
+    """``verify``, remembered per process while each file keeps its size and modification time
+    (the policy ``load_vectors`` follows): repeated joins don't re-hash a large offline file."""
+    try:
+        key = (str(directory), *((n, checksums.get(n), (directory / n).stat().st_size,
+                                  (directory / n).stat().st_mtime_ns) for n in names))
+    except FileNotFoundError:
+        key = None
+    if key is not None and key in _verified:
+        return
+    verify(directory, checksums, names)
+    if key is not None:
+        with _cache_lock:
+            if len(_verified) > 256:
+                _verified.clear()
+            _verified.add(key)
+
+
 _OFFLINE_COLUMNS = {"event_timestamp", "created_timestamp", "row", "embedding"}
 
 

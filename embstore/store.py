@@ -540,7 +540,7 @@ class EmbeddingStore:
                 )
         column = column or f"{version.set}_embedding"
         loaded = self._loaded(version)
-        storage.verify(Path(version.storage_path), version.checksums, [storage.OFFLINE])
+        storage.verify_once(Path(version.storage_path), version.checksums, [storage.OFFLINE])
         keys = entity_df[entity]
         if keys.isna().any():
             raise InputError(f"entity_df column {entity!r} has empty ids at rows {list(keys[keys.isna()].index[:5])}")

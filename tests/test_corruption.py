@@ -115,6 +115,13 @@ def test_damage_after_a_warm_read_is_still_caught(home):
     _plausible(directory / "ids.parquet")
     with pytest.raises(IntegrityError, match="ids.parquet"):
         store.vectors("items@prod", [3])
+    store.publish("joined", clustered_embeddings(seed=2), promote="prod")
+    rows = pd.DataFrame({"item_id": [1, 2], "event_timestamp": pd.Timestamp.now(tz="UTC")})
+    assert store.join(rows, "joined@prod")["joined_embedding"].notna().all()  # verified once, then remembered
+    store.join(rows, "joined@prod")
+    _plausible(home / "sets" / "joined" / "v1" / "embeddings.parquet")
+    with pytest.raises(IntegrityError, match="embeddings.parquet does not match its recorded checksum"):
+        store.join(rows, "joined@prod")
     store.close()
 
 
