@@ -263,11 +263,14 @@ def plugins(as_json: bool) -> None:
 
     registry = get_registry()
     rows = [p.as_dict() for p in registry.plugins.values()]
+    for p in rows:  # producers that embed unseen entities (embstore infer)
+        p["infer"] = [n for n in p["producers"] if registry.producers[n].can_infer()]
     if as_json:
         click.echo(json.dumps(rows))
         return
     for p in rows:
-        provides = [f"producer:{n}" for n in p["producers"]] + [f"retriever:{n}" for n in p["retrievers"]]
+        provides = [f"producer:{n}" + (" (infer)" if n in p["infer"] else "") for n in p["producers"]]
+        provides += [f"retriever:{n}" for n in p["retrievers"]]
         provides += [f"evaluator:{n}" for n in p.get("evaluators", [])]
         click.echo(f"{p['name']:<16} {p['version']:<10} {', '.join(provides) or '-':<40} hooks: {', '.join(p['hooks'])}  [{p['source']}: {p['module']}]")
 

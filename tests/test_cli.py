@@ -95,6 +95,9 @@ def test_plugins_lists_builtins_with_versions():
     assert plugins["faiss"]["retrievers"] == ["faiss"]
     assert plugins["item2vec"]["version"] == plugins["faiss"]["version"] != ""
     assert plugins["item2vec"]["source"] == "entry point"
+    assert plugins["graphsage"]["infer"] == ["graphsage"] and plugins["item2vec"]["infer"] == []
+    text = CliRunner().invoke(cli, ["plugins"]).output
+    assert "producer:eges (infer)" in text and "producer:item2vec " in text
 
 
 def test_real_process_exit_codes_and_debug(home, cli_env):
