@@ -30,7 +30,9 @@ Inputs::
   (default: all; leave out free-text columns such as titles). Items of
   side_info without interactions get a vector too, from their side information
   alone (cold start): they are never drawn as negatives and their own id
-  vector is 0.
+  vector is 0. Items that arrive after training get the same from ``infer``::
+
+      embstore infer movies_fm_item@prod --input side_info=new_movies.csv --publish --promote prod
 
 Training: mini-batches of positives and negatives, binary cross-entropy plus
 ``l2`` times the squared norms of the vectors and biases each example touches,
@@ -81,7 +83,7 @@ from pydantic import Field
 
 from embstore.config import PluginConfig
 from embstore.embeddings import Embeddings
-from embstore.errors import InputError
+from embstore.errors import ConfigError, InputError
 from embstore.hookspecs import hookimpl
 from embstore.inputs import split_multi
 from embstore.negatives import NegativeSampler
@@ -150,6 +152,7 @@ class _Data:
     n_features: int
     cold_items: np.ndarray  # bool per item: no interaction (side info only)
     meta: dict
+    field_vocab: dict       # side field -> {value: feature code}
 
 
 def _prepare(inputs: "Inputs", config: FMConfig) -> _Data:
@@ -215,6 +218,7 @@ def _prepare(inputs: "Inputs", config: FMConfig) -> _Data:
     bags: list[list[tuple[int, float]]] = [[(n_users + j, 1.0)] for j in range(n_items)]
     n_features = n_users + n_items
     field_sizes = {}
+    field_vocab: dict[str, dict[str, int]] = {}
     if side is not None and fields:
         rows = np.searchsorted(item_ids, side["item_id"].to_numpy())
         for name in fields:
@@ -226,6 +230,7 @@ def _prepare(inputs: "Inputs", config: FMConfig) -> _Data:
                     code = vocab.setdefault(v, n_features + len(vocab))
                     bags[row].append((code, 1.0 / len(vals)))
             field_sizes[name] = len(vocab)
+            field_vocab[name] = vocab
             n_features += len(vocab)
     width = max(len(b) for b in bags)
     item_feats = np.zeros((n_items, width), dtype=np.int64)
@@ -241,7 +246,7 @@ def _prepare(inputs: "Inputs", config: FMConfig) -> _Data:
         "explicit_negatives": int((~labels).sum()), "dropped_low_ratings": dropped,
     }
     return _Data(user_ids, item_ids, user_codes[labels], item_codes[labels], user_codes[~labels],
-                 item_codes[~labels], item_feats, item_w, n_features, cold, meta)
+                 item_codes[~labels], item_feats, item_w, n_features, cold, meta, field_vocab)
 
 
 def auc_score(labels: np.ndarray, scores: np.ndarray) -> float | None:
@@ -349,10 +354,75 @@ class FactorizationMachine(Producer):
                     len(data.users), len(data.items), data.n_features, metrics["epochs_run"],
                     metrics["train_seconds"], metrics["final_loss"])
         metrics["bias_columns"] = config.bias_columns
-        return {
-            "user": Embeddings(ids=data.users, vectors=user_vec.numpy().astype(np.float32), metadata=metrics),
-            "item": Embeddings(ids=data.items, vectors=item_vec.numpy().astype(np.float32), metadata=metrics),
+        item_vectors = item_vec.numpy().astype(np.float32)
+        side_start = len(data.users) + len(data.items)
+        item_state = {  # what infer needs to embed new items from their side information
+            "role": "item", "items": data.items, "item_vectors": item_vectors,
+            "vocab": data.field_vocab, "side_start": side_start,
+            "side_v": v[side_start:].numpy().copy(), "side_w": w[side_start:].numpy().copy(),
         }
+        return {
+            "user": Embeddings(ids=data.users, vectors=user_vec.numpy().astype(np.float32), metadata=metrics,
+                               state={"role": "user"}),
+            "item": Embeddings(ids=data.items, vectors=item_vectors, metadata=metrics, state=item_state),
+        }
+
+    def infer(self, state: dict, inputs: "Inputs", config: FMConfig) -> Embeddings:
+        """Item vectors for every side_info row: items seen in training keep their trained vector,
+        new ones get the model's vector of their side information alone (id vector 0), exactly as
+        side_info items without interactions get it in ``fit``. New users need interactions:
+        retrain for them."""
+        if state.get("role") != "item":
+            raise ConfigError("fm embeds new items from side information; new users need interactions "
+                              "(retrain), so infer from the <set>_item version")
+        if not state["vocab"]:
+            raise ConfigError("this fm version was trained without side information, so a new item has "
+                              "nothing to be embedded from; retrain with --input side_info=...")
+        frame = inputs.side_info()
+        where = inputs.spec("side_info").display
+        fields = list(state["vocab"])
+        absent = [f for f in fields if f not in frame.columns]
+        if absent:
+            raise InputError(f"{where}: no column {absent[0]!r}, a side field the model was trained on; "
+                             f"columns: {', '.join(map(str, frame.columns))}")
+        ids = frame["item_id"].to_numpy()
+        trained = state["items"]
+        if (ids.dtype.kind == "O") != (trained.dtype.kind == "O"):
+            kinds = {True: "strings", False: "integers"}
+            raise InputError(f"{where}: item ids are {kinds[ids.dtype.kind == 'O']} but the model's are "
+                             f"{kinds[trained.dtype.kind == 'O']}; they must name items the same way")
+        known = pd.Index(trained).get_indexer(ids)
+        dim = state["side_v"].shape[1]
+        s = np.zeros((len(ids), dim), np.float64)
+        sq = np.zeros(len(ids), np.float64)
+        b = np.zeros(len(ids), np.float64)
+        found = np.zeros(len(ids), bool)
+        start = state["side_start"]
+        for name in fields:
+            vocab = state["vocab"][name]
+            for row, vals in enumerate(split_multi(frame[name].to_numpy(), config.separator)):
+                vals = list(dict.fromkeys(vals))
+                for val in vals:
+                    code = vocab.get(val)
+                    if code is None:
+                        continue  # a value training never saw has no vector
+                    x = 1.0 / len(vals)
+                    vf = state["side_v"][code - start].astype(np.float64)
+                    s[row] += x * vf
+                    sq[row] += x * x * float(vf @ vf)
+                    b[row] += x * float(state["side_w"][code - start])
+                    found[row] = True
+        b += 0.5 * ((s * s).sum(1) - sq)
+        vectors = np.concatenate([s, b[:, None], np.ones((len(ids), 1))], 1) if config.bias_columns else s
+        vectors = vectors.astype(np.float32)
+        vectors[known >= 0] = state["item_vectors"][known[known >= 0]]
+        lost = np.flatnonzero((known < 0) & ~found)
+        if lost.size:
+            raise InputError(f"{where}: cannot embed {lost.size} new item(s) from side information, e.g. "
+                             f"{ids[lost[0]]!r}: none of their values in fields {', '.join(fields)} occurred in "
+                             "training")
+        return Embeddings(ids=ids, vectors=vectors,
+                          metadata={"new_items": int((known < 0).sum()), "known_items": int((known >= 0).sum())})
 
 
 def _item_vectors(model, data: _Data, chunk: int = 65536):

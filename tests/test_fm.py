@@ -140,6 +140,53 @@ def test_side_info_fields_and_cold_items(tmp_path):
     assert (s2[group == 2] > s0[group == 2]).mean() > 0.9
 
 
+def test_infer_embeds_new_items_as_fit_embeds_cold_ones(tmp_path):
+    """infer from side info alone gives what fit gives an item without interactions, lands a new
+    item with its genre, and keeps trained items' vectors."""
+    path, _ = planted(tmp_path)
+    n_items = GROUPS * ITEMS_PER_GROUP
+    side = pd.DataFrame({"item_id": list(range(n_items)) + [n_items],
+                         "genres": [f"g{i // ITEMS_PER_GROUP}|all" for i in range(n_items)] + ["g1|all"]})
+    side.to_csv(tmp_path / "side.csv", index=False)
+    _, result = fit({"interactions": path, "side_info": tmp_path / "side.csv"})
+    item = result["item"]
+    # 700 has the side info of item 60, which fit embedded from side info alone (no interactions)
+    pd.DataFrame({"item_id": [700, 500, 3], "genres": ["g1|all", "g3|new_genre", "g0|all"]}).to_csv(
+        tmp_path / "new.csv", index=False)
+    cfg = parse_config(FMConfig, {"epochs": 15, "dim": 8}, "fm")
+    out = FactorizationMachine().infer(item.state, Inputs([InputSpec("side_info", tmp_path / "new.csv")]), cfg)
+    assert out.ids.tolist() == [700, 500, 3] and out.metadata == {"new_items": 2, "known_items": 1}
+    rows = list(item.ids)
+    np.testing.assert_allclose(out.vectors[0], item.vectors[rows.index(n_items)], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(out.vectors[2], item.vectors[3])
+    scores = result["user"].vectors @ out.vectors[1]  # genre g3 (the unseen value is ignored)
+    group = np.arange(USERS) % GROUPS
+    assert scores[group == 3].mean() > max(scores[group == g].mean() for g in (0, 1, 2))
+
+    pd.DataFrame({"item_id": [501], "genres": ["unheard_of"]}).to_csv(tmp_path / "lost.csv", index=False)
+    with pytest.raises(InputError, match="cannot embed 1 new item.*501"):
+        FactorizationMachine().infer(item.state, Inputs([InputSpec("side_info", tmp_path / "lost.csv")]), cfg)
+    with pytest.raises(ConfigError, match="new users need interactions"):
+        FactorizationMachine().infer(result["user"].state, Inputs([InputSpec("side_info", tmp_path / "new.csv")]), cfg)
+
+
+def test_infer_and_publish_new_items_through_the_store(store, tmp_path):
+    path, _ = planted(tmp_path)
+    n_items = GROUPS * ITEMS_PER_GROUP
+    pd.DataFrame({"item_id": range(n_items), "genres": [f"g{i // ITEMS_PER_GROUP}" for i in range(n_items)]}).to_csv(
+        tmp_path / "side.csv", index=False)
+    store.run("fm", "fm", {"interactions": path, "side_info": tmp_path / "side.csv"}, {"epochs": 15, "dim": 8},
+              promote="prod")
+    pd.DataFrame({"item_id": [900, 901], "genres": ["g2", "g0"]}).to_csv(tmp_path / "new.csv", index=False)
+    new = store.infer("fm_item@prod", {"side_info": tmp_path / "new.csv"})
+    v2 = store.publish_inferred("fm_item@prod", new, promote="prod")
+    assert (v2.set, v2.count, v2.retriever_config["metric"]) == ("fm_item", n_items + 2, "ip")
+    [hit] = store.recall("fm_item@prod", vectors=store.vectors("fm_user@prod", [2]).matrix, k=n_items + 2)
+    assert hit.ids.index(900) < hit.ids.index(901)  # user 2 is in group 2
+    with pytest.raises(ConfigError, match="new users need interactions"):
+        store.infer("fm_user@prod", {"side_info": tmp_path / "new.csv"})
+
+
 def test_ratings_threshold_low_ratings_and_bias_columns(tmp_path):
     path, _ = planted(tmp_path, rating=True)
     _, result = fit({"interactions": path}, min_rating=3.5, epochs=2)
