@@ -3,6 +3,8 @@ embedded (SQLite registry, file/SQLite Feast) and team (PostgreSQL registries, R
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import timedelta
 
 import numpy as np
@@ -244,3 +246,28 @@ def test_materialize_restores_a_lost_online_store(store):
     assert store.materialize("items@prod") == 100
     np.testing.assert_array_equal(np.asarray(store.online_vectors("items@prod", ["item-5"])[0], dtype=np.float32),
                                   emb.vectors[5])
+
+
+def test_importing_feast_leaves_typeguard_working_for_user_code(tmp_path):
+    """embstore imports Feast with typeguard's instrumentation off (seconds per process) and
+    restores it: a user's own @typechecked functions still check their arguments."""
+    code = (
+        "import typeguard\n"
+        "real = typeguard.typechecked\n"
+        "from embstore.feast_store import _import_feast\n"
+        "_import_feast()\n"
+        "import feast\n"
+        "assert typeguard.typechecked is real\n"
+        "@typeguard.typechecked\n"
+        "def f(x: int) -> int:\n"
+        "    return x\n"
+        "try:\n"
+        "    f('not an int')\n"
+        "except typeguard.TypeCheckError:\n"
+        "    print('checked')\n"
+    )
+    script = tmp_path / "user_code.py"  # typeguard instruments functions it can read the source of
+    script.write_text(code)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "checked"
