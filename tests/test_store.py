@@ -249,15 +249,17 @@ def test_materialize_restores_a_lost_online_store(store):
 
 
 def test_importing_feast_leaves_typeguard_working_for_user_code(tmp_path):
-    """embstore imports Feast with typeguard's instrumentation off (seconds per process) and
-    restores it: a user's own @typechecked functions still check their arguments."""
+    """embstore imports Feast with typeguard's instrumentation off and torch deferred (seconds per
+    process) and restores typeguard: a user's own @typechecked functions still check arguments."""
     code = (
         "import typeguard\n"
         "real = typeguard.typechecked\n"
         "from embstore.feast_store import _import_feast\n"
         "_import_feast()\n"
-        "import feast\n"
+        "import sys, feast, feast.torch_wrapper\n"
         "assert typeguard.typechecked is real\n"
+        "assert 'torch' not in sys.modules  # Feast's torch import waits for first use\n"
+        "assert feast.torch_wrapper.get_torch().__name__ == 'torch'\n"
         "@typeguard.typechecked\n"
         "def f(x: int) -> int:\n"
         "    return x\n"
