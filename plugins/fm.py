@@ -25,7 +25,9 @@ Inputs::
   interaction is a positive (implicit feedback). Each positive also gets
   ``negatives`` items the user never interacted with, drawn afresh every epoch
   (``embstore.negatives``; uniform over items by default). The ``weight``
-  column is not used; repeated (user, item) rows count as repeated positives.
+  column (default 1; e.g. play counts or dwell time) weights each interaction's
+  loss term, sampled negatives weigh 1; repeated (user, item) rows count as
+  repeated positives.
 - ``side_info`` (optional): one row per item; ``side_fields`` picks its columns
   (default: all; leave out free-text columns such as titles). Items of
   side_info without interactions get a vector too, from their side information
@@ -147,6 +149,8 @@ class _Data:
     pos_i: np.ndarray
     neg_u: np.ndarray       # explicit negatives (low ratings)
     neg_i: np.ndarray
+    pos_w: np.ndarray       # loss weight of each positive / explicit negative (the weight column)
+    neg_w: np.ndarray
     item_feats: np.ndarray  # (n_items, L) feature codes of each item: its id, then side values
     item_w: np.ndarray      # (n_items, L) their x values; 0 pads
     n_features: int
@@ -245,8 +249,14 @@ def _prepare(inputs: "Inputs", config: FMConfig) -> _Data:
         "side_fields": field_sizes, "positives": int(labels.sum()),
         "explicit_negatives": int((~labels).sum()), "dropped_low_ratings": dropped,
     }
+    weight = frame["weight"].to_numpy(dtype=np.float32)
+    bad = np.flatnonzero(~(weight >= 0) | ~np.isfinite(weight))
+    if bad.size:
+        raise InputError(f"{spec.display}: weight of data row {int(bad[0]) + 1} is {float(weight[bad[0]])!r}; fm weights "
+                         "each interaction's loss by it, so it must be a finite number >= 0")
     return _Data(user_ids, item_ids, user_codes[labels], item_codes[labels], user_codes[~labels],
-                 item_codes[~labels], item_feats, item_w, n_features, cold, meta, field_vocab)
+                 item_codes[~labels], weight[labels], weight[~labels], item_feats, item_w, n_features, cold, meta,
+                 field_vocab)
 
 
 def auc_score(labels: np.ndarray, scores: np.ndarray) -> float | None:
@@ -440,18 +450,21 @@ def _item_vectors(model, data: _Data, chunk: int = 65536):
 
 
 def _epoch_examples(data: _Data, sampler: NegativeSampler | None, negatives: int,
-                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One epoch's (user, item, label) rows: positives, explicit negatives, fresh sampled ones; shuffled."""
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One epoch's (user, item, label, loss weight) rows: positives and explicit negatives with
+    their interaction weight, fresh sampled negatives with weight 1; shuffled."""
     parts_u = [data.pos_u, data.neg_u]
     parts_i = [data.pos_i, data.neg_i]
     parts_y = [np.ones(len(data.pos_u), np.float32), np.zeros(len(data.neg_u), np.float32)]
+    parts_w = [data.pos_w, data.neg_w]
     if sampler is not None:
         neg = sampler.sample(data.pos_u, negatives, rng)
         parts_u.append(np.repeat(data.pos_u, negatives))
         parts_i.append(neg.ravel())
         parts_y.append(np.zeros(neg.size, np.float32))
+        parts_w.append(np.ones(neg.size, np.float32))
     order = rng.permutation(sum(len(p) for p in parts_u))
-    return np.concatenate(parts_u)[order], np.concatenate(parts_i)[order], np.concatenate(parts_y)[order]
+    return tuple(np.concatenate(parts)[order] for parts in (parts_u, parts_i, parts_y, parts_w))
 
 
 def _train(model, data: _Data, config: FMConfig, progress: bool | None) -> dict[str, Any]:
@@ -477,21 +490,21 @@ def _train(model, data: _Data, config: FMConfig, progress: bool | None) -> dict[
     optimizer = torch.optim.Adagrad(model.parameters(), lr=config.learning_rate)
     item_feats = torch.from_numpy(data.item_feats)
     item_w = torch.from_numpy(data.item_w)
-    loss_fn = torch.nn.BCEWithLogitsLoss(reduction="sum")
+    loss_fn = torch.nn.BCEWithLogitsLoss(reduction="none")
     aucs: list[float | None] = []
     loop = EpochLoop("fm", config.epochs, -(-per_epoch // config.batch_size), progress)
     # sparse gradients are built by torch itself; opting out of the checks silences a warning
     with torch.sparse.check_sparse_tensor_invariants(enable=False):
         for epoch in loop:
-            users, items, y = _epoch_examples(data, sampler, config.negatives, rng)
-            users_t, items_t, y_t = torch.from_numpy(users), torch.from_numpy(items), torch.from_numpy(y)
+            users, items, y, w = _epoch_examples(data, sampler, config.negatives, rng)
+            users_t, items_t, y_t, w_t = (torch.from_numpy(a) for a in (users, items, y, w))
             logits_seen = np.empty(users.shape[0], dtype=np.float32)
             total = 0.0
             for start in range(0, users.shape[0], config.batch_size):
                 sl = slice(start, start + config.batch_size)
                 it = items_t[sl]
                 logit, penalty = model(users_t[sl], item_feats[it], item_w[it])
-                bce = loss_fn(logit, y_t[sl])
+                bce = (loss_fn(logit, y_t[sl]) * w_t[sl]).sum()
                 loss = (bce + config.l2 * penalty.sum()) / logit.shape[0]
                 optimizer.zero_grad()
                 loss.backward()

@@ -187,6 +187,29 @@ def test_infer_and_publish_new_items_through_the_store(store, tmp_path):
         store.infer("fm_user@prod", {"side_info": tmp_path / "new.csv"})
 
 
+def test_interaction_weights_weigh_the_loss(tmp_path):
+    """Every user touches items of two groups; the weight column says which group they mean."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for u in range(USERS):
+        g, other = u % GROUPS, (u + 1) % GROUPS
+        for i in rng.choice(ITEMS_PER_GROUP, 6, replace=False):
+            rows.append((u, int(g * ITEMS_PER_GROUP + i), len(rows), 5.0))
+            rows.append((u, int(other * ITEMS_PER_GROUP + i), len(rows), 0.05))
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "weight"])
+    frame.to_csv(tmp_path / "weighted.csv", index=False)
+    _, result = fit({"interactions": tmp_path / "weighted.csv"})
+    scores = result["user"].vectors @ result["item"].vectors.T
+    item_group = np.asarray(result["item"].ids) // ITEMS_PER_GROUP
+    users = np.asarray(result["user"].ids)
+    meant = np.array([scores[r, item_group == u % GROUPS].mean() for r, u in enumerate(users)])
+    barely = np.array([scores[r, item_group == (u + 1) % GROUPS].mean() for r, u in enumerate(users)])
+    assert (meant > barely).mean() > 0.9
+    frame.assign(weight=frame.weight * -1).to_csv(tmp_path / "negative.csv", index=False)
+    with pytest.raises(InputError, match="weight of data row 1 is -5.0.*finite number >= 0"):
+        fit({"interactions": tmp_path / "negative.csv"})
+
+
 def test_ratings_threshold_low_ratings_and_bias_columns(tmp_path):
     path, _ = planted(tmp_path, rating=True)
     _, result = fit({"interactions": path}, min_rating=3.5, epochs=2)
