@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -164,6 +166,64 @@ def align_for_publish(store: "EmbeddingStore", set_name: str, emb: Embeddings,
     loaded = store._loaded(reference)
     aligned, _ = align(emb, reference, loaded.ids, loaded.vectors)
     return aligned, reference.ref
+
+
+@dataclass(frozen=True)
+class PreAligned:
+    """``publish(align_to=PreAligned(ref))``: the vectors were already rotated onto ``ref``
+    (a producer publishing several sets rotates them together); publish records it."""
+
+    ref: str
+
+
+def align_roles(store: "EmbeddingStore", sets: Mapping[str, Embeddings],
+                align_to: str) -> dict[str, tuple[Embeddings, "PreAligned | None"]]:
+    """One rotation for all the sets a multi-set producer publishes (fm's users and items), fitted
+    on the shared ids of every set against each set's own reference version: rotating them together
+    keeps every inner product between them, which per-set rotations would not.
+    ``sets`` maps set name to its new Embeddings; returns, per set, the rotated Embeddings and what
+    to pass as ``align_to`` to ``publish``."""
+    import numpy as np
+
+    from embstore.embeddings import Embeddings
+
+    if "@" in str(align_to):
+        raise AlignmentError(f"align_to={align_to!r}: a producer that publishes several sets aligns each onto "
+                             "its own set's version; name 'prev', an alias (prod) or a number")
+    refs = {name: reference_for(store, name, align_to) for name in sets}
+    missing = [name for name, ref in refs.items() if ref is None]
+    if missing:  # a first run (or a new role): nothing to align to
+        note = {"skipped": f"{', '.join(missing)} has no published version to align to yet",
+                "requested": str(align_to)}
+        return {name: (Embeddings(e.ids, e.vectors, e.extras, {**dict(e.metadata), "alignment": note}), None)
+                for name, e in sets.items()}
+    xs, ys, shared = [], [], {}
+    for name, emb in sets.items():
+        ref = refs[name]
+        if emb.dim != ref.dim:
+            raise AlignmentError(f"cannot align {name} onto {ref.ref}: dimension {emb.dim} vs {ref.dim}; "
+                                 "alignment needs the same dimension (drop align_to)")
+        loaded = store._loaded(ref)
+        rows = _positions(emb.ids, loaded.ids)
+        mine = np.flatnonzero(rows >= 0)
+        xs.append(np.asarray(emb.vectors[mine], np.float64))
+        ys.append(np.asarray(loaded.vectors[rows[mine]], np.float64))
+        shared[name] = int(len(mine))
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    dim = next(iter(sets.values())).dim
+    if len(x) < min_shared_for(dim):
+        raise AlignmentError(f"cannot align onto {', '.join(r.ref for r in refs.values())}: only {len(x)} ids are "
+                             f"shared with them, need at least {min_shared_for(dim)} (one per dimension)")
+    r = procrustes(x, y)
+    out = {}
+    for (name, emb), xi, yi in zip(sets.items(), xs, ys):
+        report = {"reference": refs[name].ref, "shared_ids": shared[name], "joint_with": sorted(sets),
+                  "residual_before": relative_residual(xi, yi), "residual_after": relative_residual(xi @ r, yi),
+                  "mean_cosine_before": mean_cosine(xi, yi), "mean_cosine_after": mean_cosine(xi @ r, yi)}
+        rotated = (np.asarray(emb.vectors, np.float64) @ r).astype(np.float32)
+        out[name] = (Embeddings(ids=emb.ids, vectors=rotated, extras=emb.extras,
+                                metadata={**dict(emb.metadata), "alignment": report}), PreAligned(refs[name].ref))
+    return out
 
 
 # -- drift between two versions ----------------------------------------------

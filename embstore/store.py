@@ -140,9 +140,9 @@ class EmbeddingStore:
         inputs.require(cls.requires, producer)
         inputs.reject_unused(cls.requires | cls.accepts, producer)
         checks = Checks.prepare(evaluate, gates)  # unknown evaluator, bad config or gate: fail before training
-        if cls.entities and (align_to or checks):
+        if cls.entities and checks:
             raise ConfigError(f"producer {producer!r} publishes several sets in one space; "
-                              "align_to, evaluate and gates are not supported for it yet")
+                              "evaluate and gates are not supported for it yet")
         fingerprint = inputs.fingerprint()
         import inspect
 
@@ -155,15 +155,16 @@ class EmbeddingStore:
             retriever=rcls.name, retriever_config=rcfg,
         )
         if cls.entities:
-            return self._publish_roles(set_name, cls.entities, result, promote, producer, common)
+            return self._publish_roles(set_name, cls.entities, result, promote, producer, common, align_to)
         if not isinstance(result, Embeddings):
             raise EmbeddingsError(f"producer {producer!r} returned {type(result).__name__}, not Embeddings")
         return self.publish(set_name, result, entity=entity or cls.entity, promote=promote, align_to=align_to,
                             evaluate=checks, **common)
 
     def _publish_roles(self, set_name: str, roles: Mapping[str, str], result: Any, promote: str | None,
-                       producer: str, common: dict) -> list[VersionInfo]:
-        """Publish one set per role, then move all their aliases in one transaction."""
+                       producer: str, common: dict, align_to: str | None = None) -> list[VersionInfo]:
+        """Publish one set per role, then move all their aliases in one transaction. ``align_to``
+        rotates all the roles' sets with one rotation (embstore.alignment.align_roles)."""
         if not isinstance(result, Mapping) or set(result) != set(roles):
             raise EmbeddingsError(
                 f"producer {producer!r} must return Embeddings for roles {sorted(roles)}, "
@@ -172,9 +173,16 @@ class EmbeddingStore:
         for role, emb in result.items():  # all valid before anything is stored
             if not isinstance(emb, Embeddings):
                 raise EmbeddingsError(f"producer {producer!r} returned {type(emb).__name__} for role {role!r}")
-            emb.validated()
+        result = {role: emb.validated() for role, emb in result.items()}
+        aligned = {f"{set_name}_{role}": (result[role], None) for role in roles}
+        if align_to:
+            from embstore.alignment import align_roles
+
+            aligned = align_roles(self, {name: emb for name, (emb, _) in aligned.items()}, align_to)
         published = [
-            self.publish(f"{set_name}_{role}", result[role], entity=roles[role], **common) for role in roles
+            self.publish(f"{set_name}_{role}", aligned[f"{set_name}_{role}"][0], entity=roles[role],
+                         align_to=aligned[f"{set_name}_{role}"][1], **common)
+            for role in roles
         ]
         if promote:
             published = self.registry.promote_many([(v.set, v.number) for v in published], promote)
@@ -191,7 +199,7 @@ class EmbeddingStore:
     def publish(self, set_name: str, embeddings: Embeddings, *, producer: str = "external",
                 plugin: str = "external", plugin_version: str = "unknown", config: Mapping[str, Any] | None = None,
                 input_fingerprint: str | None = None, entity: str = "item_id", promote: str | None = None,
-                retriever: str | None = None, retriever_config: Any = None, align_to: str | None = None,
+                retriever: str | None = None, retriever_config: Any = None, align_to: Any = None,
                 evaluate: Any = None, gates: Any = None) -> VersionInfo:
         """All or nothing: a failure at any step marks the new version failed and moves no alias.
 
@@ -215,9 +223,12 @@ class EmbeddingStore:
         emb = embeddings.validated()  # bad vectors: one clear error, nothing stored
         aligned_to = None
         if align_to:
-            from embstore.alignment import align_for_publish
+            from embstore.alignment import PreAligned, align_for_publish
 
-            emb, aligned_to = align_for_publish(self, set_name, emb, align_to)
+            if isinstance(align_to, PreAligned):  # rotated by the caller, with the sets it belongs with
+                aligned_to = align_to.ref
+            else:
+                emb, aligned_to = align_for_publish(self, set_name, emb, align_to)
         if retriever_config is None or isinstance(retriever_config, Mapping):
             rcls, rcfg = self._retriever_for(retriever, retriever_config)
         else:

@@ -108,6 +108,32 @@ def test_user_to_item_recall_through_the_store(store, tmp_path):
         assert hit.scores == sorted(hit.scores, reverse=True)
 
 
+def test_align_to_rotates_users_and_items_together(store, tmp_path):
+    """A retrained fm lands on the previous coordinates, and <user, item> -- the model's logit --
+    is unchanged: one rotation for both sets."""
+    from embstore.alignment import AlignmentError
+
+    path, _ = planted(tmp_path)
+    config = {"epochs": 15, "dim": 8}
+    first = store.run("fm", "fm", {"interactions": path}, {**config, "seed": 1}, align_to="prod", promote="prod")
+    assert [v.aligned_to for v in first] == [None, None]
+    second = store.run("fm", "fm", {"interactions": path}, {**config, "seed": 2}, align_to="prod", promote="prod")
+    assert [v.aligned_to for v in second] == ["fm_user@1", "fm_item@1"]
+    for v in second:
+        report = v.metrics["alignment"]
+        assert report["joint_with"] == ["fm_item", "fm_user"]
+        assert report["residual_after"] < report["residual_before"]
+    _, raw = fit({"interactions": path}, **config, seed=2)  # the same model, unrotated
+    users = store.vectors("fm_user@prod", raw["user"].ids.tolist()).matrix
+    items = store.vectors("fm_item@prod", raw["item"].ids.tolist()).matrix
+    np.testing.assert_allclose(users @ items.T, raw["user"].vectors @ raw["item"].vectors.T, atol=1e-4)
+    assert not np.allclose(users, raw["user"].vectors, atol=1e-3)  # it did rotate
+    with pytest.raises(AlignmentError, match="aligns each onto its own set"):
+        store.run("fm", "fm", {"interactions": path}, config, align_to="fm_user@1")
+    with pytest.raises(ConfigError, match="evaluate and gates are not supported"):
+        store.run("fm", "fm", {"interactions": path}, config, gates=["hr@10>=0.1"])
+
+
 def test_same_seed_same_vectors_other_seed_other_vectors(tmp_path):
     path, _ = planted(tmp_path, per_user=5)
     _, a = fit({"interactions": path}, epochs=3, seed=11)
