@@ -18,6 +18,13 @@ embedding is absent, and the weights are the trained items' mean a_j.
         --column side_info.item_id=movieId --config side_fields='[genres]'
     embstore infer movies_eges --input side_info=new_movies.csv --column side_info.item_id=movieId --publish
 
+Measured (bench/bench_eges.py, MovieLens latest-small, 10% of movies held out of training and
+embedded from side info alone): cold-start HR@10 0.050 with genres and the release year as fields,
+against 0.013 for popularity within genre and 0.042 within genre and decade; with genres alone
+0.015 -- items whose side info is identical get identical cold vectors, so give the fields that
+tell items apart (year, brand, price band). 70 s per epoch there (9.4M pairs), 55 s on a
+100k-node graph (4.8M pairs).
+
 Determinism: with ``threads=1`` (the default) the same inputs, config and seed give
 the same vectors bit for bit on one machine; with more threads torch's CPU kernels
 may sum in a different order.
