@@ -15,6 +15,8 @@ scale: a generated power-law graph (n nodes, m undirected edges) with planted
 communities and sparse bag-of-words features that lean towards a community's
 words; seconds per epoch, the peak resident memory of the process, and a
 community probe on the vectors against the same probe on the raw features.
+``--new-nodes`` nodes (and their edges) are held out of training and embedded
+afterwards by ``infer``; the probe is scored on them too.
 """
 
 from __future__ import annotations
@@ -118,12 +120,22 @@ def scale(args) -> None:
     from embstore.inputs import Inputs, InputSpec
     from embstore_plugins.graphsage import GraphSage
 
-    src, dst, labels = planted_communities(args.nodes, args.edges, args.communities, args.p_in, args.seed)
-    x = topic_features(labels, words=args.features, seed=args.seed)
+    # the graph over nodes + new nodes; the new ones (the last ids) and their edges are held out of
+    # training and embedded afterwards by infer, from their features and edges
+    total = args.nodes + args.new_nodes
+    src, dst, labels = planted_communities(total, args.edges * total // args.nodes, args.communities, args.p_in,
+                                           args.seed)
+    x_all = topic_features(labels, words=args.features, seed=args.seed)
+    x = x_all[: args.nodes]
+    new = (src >= args.nodes) | (dst >= args.nodes)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        pd.DataFrame({"src": src, "dst": dst}).to_csv(tmp / "edges.csv", index=False)
+        pd.DataFrame({"src": src[~new], "dst": dst[~new]}).to_csv(tmp / "edges.csv", index=False)
+        pd.DataFrame({"src": src[new], "dst": dst[new]}).to_csv(tmp / "new_edges.csv", index=False)
         sp.save_npz(tmp / "features.npz", x)
+        frame = pd.DataFrame(x_all[args.nodes :].toarray(), columns=[f"w{j}" for j in range(args.features)])
+        frame.insert(0, "id", np.arange(args.nodes, total))
+        frame.to_csv(tmp / "new_features.csv", index=False, float_format="%g")
         cfg = _config(args.config, {**({"epochs": args.epochs} if args.epochs else {}), "seed": args.seed,
                                     "walks_per_node": 1})
         before = _peak_mb()
@@ -131,6 +143,10 @@ def scale(args) -> None:
         emb = GraphSage().fit(Inputs([InputSpec("edges", tmp / "edges.csv"), InputSpec("features", tmp / "features.npz")]),
                               cfg, progress=args.progress)
         seconds = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        inferred = GraphSage().infer(emb.state, Inputs([InputSpec("edges", tmp / "new_edges.csv"),
+                                                        InputSpec("features", tmp / "new_features.csv")]), cfg)
+        infer_seconds = time.perf_counter() - t1
     m = emb.metadata
     print(f"generated graph: {m['nodes']} nodes, {m['edges']} arcs, {args.communities} "
           f"planted communities (p_in {args.p_in}), {m['features']} sparse features; pairs/epoch {m['pairs']}; "
@@ -147,6 +163,10 @@ def scale(args) -> None:
         clf = LogisticRegression(max_iter=2000).fit(feats[train], labels[train])
         print(f"community probe, {name}: test accuracy {(clf.predict(feats[test]) == labels[test]).mean():.3f} "
               f"(train {train.size}, test {test.size}, chance {1 / args.communities:.3f})")
+        if name == "graphsage vectors":
+            new_acc = (clf.predict(inferred.vectors) == labels[inferred.ids.astype(np.int64)]).mean()
+            print(f"inductive: {inferred.metadata['new_nodes']} nodes held out of training, embedded by infer in "
+                  f"{infer_seconds:.1f} s ({int(new.sum())} edges): probe accuracy on them {new_acc:.3f}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -159,6 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--edges", type=int, default=1_000_000)
     p.add_argument("--features", type=int, default=300, help="scale: vocabulary of the generated bag-of-words")
     p.add_argument("--communities", type=int, default=20, help="scale: planted communities")
+    p.add_argument("--new-nodes", type=int, default=1000, help="scale: nodes held out of training, then inferred")
     p.add_argument("--p-in", type=float, default=0.5, help="scale: share of edges inside a community")
     p.add_argument("--config", action="append", default=[], help="KEY=VALUE over the benchmark's config")
     p.add_argument("--progress", action="store_true", help="draw progress bars")
