@@ -472,10 +472,12 @@ class GraphSage(Producer):
         order = np.zeros(n, np.int64)  # row of [x_old; xn] for each merged code
         order[old_codes] = np.arange(n_old)
         order[new_codes] = n_old + np.arange(new_ids.shape[0])  # given rows win for known nodes
-        if sp.issparse(x_old) or sp.issparse(xn):
-            stacked = sp.vstack([sp.csr_matrix(x_old), sp.csr_matrix(xn)], format="csr", dtype=np.float32)
+        # new rows take the form the model was trained on: its normalisation differs between the two
+        # (standard on dense features centres them; on sparse ones it only scales, to stay sparse)
+        if sp.issparse(x_old):
+            stacked = sp.vstack([x_old, sp.csr_matrix(xn)], format="csr", dtype=np.float32)
         else:
-            stacked = np.vstack([x_old, xn]).astype(np.float32)
+            stacked = np.vstack([x_old, xn.toarray() if sp.issparse(xn) else xn]).astype(np.float32)
         x = _normalize(stacked[order], state["norm"])
         with EpochLoop.threads(config.threads):
             model = _build_model(state["in_dim"], config)

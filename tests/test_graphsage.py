@@ -96,6 +96,15 @@ def test_inductive_infer_of_an_unseen_node(fitted, planted):
     c = np.array([_cluster(i) for i in emb.ids])
     assert sims[c == 3].mean() > sims[c != 3].mean() + 0.3
     assert (c[np.argsort(-sims)[:10]] == 3).mean() >= 0.8
+    # the same new node with sparse features named by id (an .npz with ids)
+    from embstore.inputs import save_sparse_features
+
+    row = pd.read_csv(planted / "new_features.csv")
+    save_sparse_features(planted / "new_features.npz", sp.csr_matrix(row.drop(columns="id").to_numpy()), row.id)
+    sparse = GraphSage().infer(emb.state, Inputs([InputSpec("features", planted / "new_features.npz"),
+                                                  InputSpec("edges", planted / "new_edges.csv")]), cfg)
+    assert sparse.ids.tolist() == out.ids.tolist()
+    np.testing.assert_allclose(sparse.vectors, out.vectors, atol=1e-5)
     # known nodes re-embedded through infer on the unchanged graph get their trained vectors
     known = Inputs([InputSpec("features", planted / "features.csv")])
     again = GraphSage().infer(emb.state, known, cfg)

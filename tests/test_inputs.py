@@ -320,8 +320,27 @@ def test_non_utf8_csv_names_row_and_column(tmp_path):
 def test_nan_in_sparse_features_names_row(tmp_path):
     npz = tmp_path / "f.npz"
     sp.save_npz(npz, sp.csr_matrix(np.array([[1.0, 0], [0, np.nan]])))
-    with pytest.raises(InputError, match=r"f\.npz: row 1 \(id 1, 0-based\) column 1: nan is not finite"):
+    with pytest.raises(InputError, match=r"f\.npz: row 1 \(0-based\) column 1: nan is not finite"):
         load("features", npz).features()
+
+
+def test_sparse_features_with_ids(tmp_path):
+    from embstore.inputs import save_sparse_features
+
+    m = sp.csr_matrix(np.array([[1.0, 0, 2], [0, 3, 0]], np.float32))
+    save_sparse_features(tmp_path / "named.npz", m, ids=["n7", "n9"])
+    ids, x = load("features", tmp_path / "named.npz").features()
+    assert ids.tolist() == ["n7", "n9"] and (x != m).nnz == 0
+    save_sparse_features(tmp_path / "numbered.npz", m, ids=[70, 90])
+    assert load("features", tmp_path / "numbered.npz").features()[0].tolist() == [70, 90]
+    sp.save_npz(tmp_path / "plain.npz", m)  # scipy's own file: row i is node i
+    assert load("features", tmp_path / "plain.npz").features()[0].tolist() == [0, 1]
+    np.savez(tmp_path / "dup.npz", format=np.array(b"csr"), shape=np.array(m.shape), data=m.data,
+             indices=m.indices, indptr=m.indptr, ids=np.array([5, 5]))
+    with pytest.raises(InputError, match=r"dup\.npz: column 'ids' data row 2: 5 is a duplicate id"):
+        load("features", tmp_path / "dup.npz").features()
+    with pytest.raises(InputError, match="3 ids for 2 feature rows"):
+        save_sparse_features(tmp_path / "bad.npz", m, ids=[1, 2, 3])
 
 
 def test_parquet_null_id_names_row(tmp_path):
