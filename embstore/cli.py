@@ -195,7 +195,7 @@ def _is_int(text: str) -> bool:
 @click.argument("ref")
 @click.option("--input", "inputs", multiple=True, required=True, metavar="KIND=PATH", help="inputs describing the new entities, e.g. side_info=new_items.csv")
 @click.option("--column", "columns", multiple=True, metavar="KIND.CANONICAL=ACTUAL")
-@click.option("--out", type=click.Path(dir_okay=False), help="write the inferred vectors to this parquet file (id, vector)")
+@click.option("--out", type=click.Path(dir_okay=False), help="write the inferred vectors to this parquet file (id, vector, and extras such as leaves)")
 @click.option("--publish", "publish_to", is_flag=False, flag_value="", default=None, metavar="[SET]",
               help="publish REF's vectors plus the inferred ones as a new version (of REF's set, or SET)")
 @click.option("--promote", help="alias to move to the published version")
@@ -212,7 +212,10 @@ def infer(state: _State, ref: str, inputs, columns, out, publish_to, promote) ->
         import pyarrow.parquet as pq
 
         ids = pa.array(emb.ids.tolist(), type=pa.int64() if emb.ids.dtype.kind in "iu" else pa.string())
-        pq.write_table(pa.table({"id": ids, "vector": pa.array(list(emb.vectors), type=pa.list_(pa.float32()))}), out)
+        columns = {"id": ids, "vector": pa.array(list(emb.vectors), type=pa.list_(pa.float32()))}
+        for name, arr in emb.extras.items():  # e.g. gbdt_leaf's leaves
+            columns[name] = pa.array(list(arr) if arr.ndim > 1 else arr)
+        pq.write_table(pa.table(columns), out)
         click.echo(out)
     if publish_to is not None:
         v = store.publish_inferred(ref, emb, set_name=publish_to or None, promote=promote)

@@ -216,6 +216,29 @@ def test_infer_publishes_new_rows_with_their_leaves(store, split):
     np.testing.assert_allclose(store.vectors("users_gbdt@prod", ["u0003"]).matrix[0], new.vectors[3], rtol=1e-6)
 
 
+def test_infer_through_the_cli_writes_the_leaves(home, split):
+    from click.testing import CliRunner
+
+    from embstore.cli import cli
+
+    def invoke(*args):
+        result = CliRunner().invoke(cli, ["--home", str(home), *args])
+        assert result.exit_code == 0, result.output
+        return result
+
+    invoke("init")
+    invoke("run", "gbdt_leaf", "--set", "users", "--entity", "user", "--input", f"table={split / 'train.csv'}",
+           "--config", "label=clicked", "--config", "id=user", "--config", "trees=6", "--config", "threads=1")
+    out = split / "new_leaves.parquet"
+    invoke("infer", "users", "--input", f"table={split / 'new.csv'}", "--out", str(out))
+    written = pd.read_parquet(out)
+    assert list(written.columns) == ["id", "vector", "leaves"] and len(written) == 50
+    _, trained = fit(split / "train.csv", trees=6)
+    cfg = parse_config(GBDTLeafConfig, {"label": "clicked", "id": "user", "threads": 1, "trees": 6}, "gbdt_leaf")
+    expected = GBDTLeaf().infer(trained.state, Inputs([InputSpec("table", split / "new.csv")]), cfg)
+    assert [list(v) for v in written.leaves] == expected.extras["leaves"].tolist()
+
+
 def test_infer_errors(split):
     _, trained = fit(split / "train.csv", trees=5)
     cfg = parse_config(GBDTLeafConfig, {"label": "clicked", "id": "user", "threads": 1}, "gbdt_leaf")
