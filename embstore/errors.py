@@ -44,3 +44,8 @@ class PublishError(EmbstoreError):
 class BackendUnavailableError(EmbstoreError):
     """A server the store needs (registry database, Feast registry, online store) is unreachable;
     nothing is left half done, retry once it is back."""
+
+
+def shown(value):
+    """A value for an error message as the user wrote it: 7, not np.int64(7)."""
+    return value.item() if hasattr(value, "item") and getattr(value, "ndim", None) == 0 else value

@@ -40,7 +40,7 @@ from pydantic import Field
 
 from embstore.config import PluginConfig
 from embstore.embeddings import Embeddings
-from embstore.errors import ConfigError, InputError
+from embstore.errors import ConfigError, InputError, shown
 from embstore.hookspecs import hookimpl
 from embstore.inputs import split_multi
 from embstore.producer import Producer
@@ -103,11 +103,6 @@ def _fields(frame: pd.DataFrame, config: EgesConfig) -> list[str]:
     if missing:
         raise InputError(f"side_info has no column {missing[0]!r} (from side_fields); columns: {', '.join(columns)}")
     return list(config.side_fields)
-
-
-def _show(value: Any) -> Any:
-    """An id as the user wrote it (7, not np.int64(7)) for error messages."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _match_ids(known: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -197,7 +192,7 @@ class EGES(Producer):
                 hint = " (no graph item has a side_info row: do the id columns hold the same kind of ids?)"
             raise InputError(
                 f"side_info has no row for {missing.size} of {graph.n_nodes} graph items, e.g. "
-                f"{_show(graph.ids[missing[0]])!r}{hint}; give every item a row (empty cells are fine)"
+                f"{shown(graph.ids[missing[0]])!r}{hint}; give every item a row (empty cells are fine)"
             )
         rows = frame.iloc[row_of]
         vocab: dict[str, list[str]] = {}
@@ -274,7 +269,7 @@ class EGES(Producer):
             none = np.flatnonzero(present.sum(axis=1) == 0)
             if none.size:
                 raise InputError(
-                    f"cannot embed {none.size} new item(s) from side information, e.g. {_show(ids[cold[none[0]]])!r}: "
+                    f"cannot embed {none.size} new item(s) from side information, e.g. {shown(ids[cold[none[0]]])!r}: "
                     f"none of their values in fields {', '.join(fields)} occurred in training"
                 )
             logits = np.broadcast_to(state["cold_attention"], present.shape)

@@ -46,7 +46,7 @@ from pydantic import Field
 
 from embstore.config import PluginConfig
 from embstore.embeddings import Embeddings
-from embstore.errors import InputError
+from embstore.errors import InputError, shown
 from embstore.graph import Graph
 from embstore.hookspecs import hookimpl
 from embstore.producer import Producer
@@ -383,13 +383,13 @@ def _check_features(ids_f: np.ndarray, edges) -> None:
     known = np.isin(b, a)
     if not known.any():
         raise InputError(
-            f"no node in edges has a features row (e.g. edge node {_show(ends[0])!r}; feature ids look like "
-            f"{_show(ids_f[0])!r}): do the id columns hold the same ids?"
+            f"no node in edges has a features row (e.g. edge node {shown(ends[0])!r}; feature ids look like "
+            f"{shown(ids_f[0])!r}): do the id columns hold the same ids?"
         )
     if not known.all():
         bad = ends[np.flatnonzero(~known)[0]]
         count = np.unique(b[~known]).shape[0]
-        raise InputError(f"features have no row for {count} node(s) in edges, e.g. {_show(bad)!r}; every node needs one")
+        raise InputError(f"features have no row for {count} node(s) in edges, e.g. {shown(bad)!r}; every node needs one")
 
 
 class GraphSage(Producer):
@@ -453,7 +453,7 @@ class GraphSage(Producer):
             ends = np.concatenate([s, d])
             known = _isin(ends, old_ids) | _isin(ends, new_ids)
             if not known.all():
-                raise InputError(f"edge node {_show(ends[np.flatnonzero(~known)[0]])!r} is neither a trained node nor "
+                raise InputError(f"edge node {shown(ends[np.flatnonzero(~known)[0]])!r} is neither a trained node nor "
                                  "in the features input; give it a features row")
             src.append(s)
             dst.append(d)
@@ -487,11 +487,6 @@ class GraphSage(Producer):
         unseen = int((~_isin(new_ids, old_ids)).sum())
         return Embeddings(ids=new_ids, vectors=vectors, metadata={"new_nodes": unseen,
                                                                    "known_nodes": int(new_ids.shape[0] - unseen)})
-
-
-def _show(value: Any) -> Any:
-    """An id as the user wrote it (7, not np.int64(7)) for error messages."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _isin(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
