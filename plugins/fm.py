@@ -85,7 +85,7 @@ from pydantic import Field
 
 from embstore.config import PluginConfig
 from embstore.embeddings import Embeddings
-from embstore.errors import ConfigError, InputError
+from embstore.errors import ConfigError, InputError, shown
 from embstore.hookspecs import hookimpl
 from embstore.inputs import split_multi
 from embstore.negatives import NegativeSampler
@@ -236,13 +236,7 @@ def _prepare(inputs: "Inputs", config: FMConfig) -> _Data:
             field_sizes[name] = len(vocab)
             field_vocab[name] = vocab
             n_features += len(vocab)
-    width = max(len(b) for b in bags)
-    item_feats = np.zeros((n_items, width), dtype=np.int64)
-    item_w = np.zeros((n_items, width), dtype=np.float32)
-    for j, bag in enumerate(bags):
-        item_feats[j, : len(bag)] = [f for f, _ in bag]
-        item_w[j, : len(bag)] = [w for _, w in bag]
-        item_feats[j, len(bag):] = bag[0][0]  # padding: weight 0, any valid index
+    item_feats, item_w = _pad_bags(bags)
 
     meta = {
         "users": n_users, "items": n_items, "cold_items": int(cold.sum()), "features": n_features,
@@ -347,16 +341,13 @@ class FactorizationMachine(Producer):
                     cold_rows = torch.from_numpy(len(data.users) + np.flatnonzero(data.cold_items))
                     v[cold_rows] = 0.0
                     w[cold_rows] = 0.0
-                s, b = _item_vectors(model, data)
+                item_vectors = _item_vectors(model, data.item_feats, data.item_w, config.bias_columns)
                 vu = v[: len(data.users)]
                 wu = w[: len(data.users)]
                 if config.bias_columns:
-                    ones_u = torch.ones(len(data.users), 1)
-                    ones_i = torch.ones(len(data.items), 1)
-                    user_vec = torch.cat([vu, ones_u, wu.unsqueeze(1)], 1)
-                    item_vec = torch.cat([s, b.unsqueeze(1), ones_i], 1)
+                    user_vec = torch.cat([vu, torch.ones(len(data.users), 1), wu.unsqueeze(1)], 1)
                 else:
-                    user_vec, item_vec = vu, s
+                    user_vec = vu
                 w0 = float(model.w0.detach())
         self.model_ = model
         metrics["global_bias"] = w0
@@ -364,7 +355,6 @@ class FactorizationMachine(Producer):
                     len(data.users), len(data.items), data.n_features, metrics["epochs_run"],
                     metrics["train_seconds"], metrics["final_loss"])
         metrics["bias_columns"] = config.bias_columns
-        item_vectors = item_vec.numpy().astype(np.float32)
         side_start = len(data.users) + len(data.items)
         item_state = {  # what infer needs to embed new items from their side information
             "role": "item", "items": data.items, "item_vectors": item_vectors,
@@ -382,6 +372,8 @@ class FactorizationMachine(Producer):
         new ones get the model's vector of their side information alone (id vector 0), exactly as
         side_info items without interactions get it in ``fit``. New users need interactions:
         retrain for them."""
+        import torch
+
         if state.get("role") != "item":
             raise ConfigError("fm embeds new items from side information; new users need interactions "
                               "(retrain), so infer from the <set>_item version")
@@ -402,51 +394,56 @@ class FactorizationMachine(Producer):
             raise InputError(f"{where}: item ids are {kinds[ids.dtype.kind == 'O']} but the model's are "
                              f"{kinds[trained.dtype.kind == 'O']}; they must name items the same way")
         known = pd.Index(trained).get_indexer(ids)
-        dim = state["side_v"].shape[1]
-        s = np.zeros((len(ids), dim), np.float64)
-        sq = np.zeros(len(ids), np.float64)
-        b = np.zeros(len(ids), np.float64)
-        found = np.zeros(len(ids), bool)
-        start = state["side_start"]
+        bags: list[list[tuple[int, float]]] = [[] for _ in range(len(ids))]
+        start = state["side_start"]  # side-information codes follow the users' and items'
         for name in fields:
             vocab = state["vocab"][name]
             for row, vals in enumerate(split_multi(frame[name].to_numpy(), config.separator)):
                 vals = list(dict.fromkeys(vals))
-                for val in vals:
-                    code = vocab.get(val)
-                    if code is None:
-                        continue  # a value training never saw has no vector
-                    x = 1.0 / len(vals)
-                    vf = state["side_v"][code - start].astype(np.float64)
-                    s[row] += x * vf
-                    sq[row] += x * x * float(vf @ vf)
-                    b[row] += x * float(state["side_w"][code - start])
-                    found[row] = True
-        b += 0.5 * ((s * s).sum(1) - sq)
-        vectors = np.concatenate([s, b[:, None], np.ones((len(ids), 1))], 1) if config.bias_columns else s
-        vectors = vectors.astype(np.float32)
+                # a value training never saw has no vector
+                bags[row] += [(vocab[v] - start, 1.0 / len(vals)) for v in vals if v in vocab]
+        found = np.array([bool(bag) for bag in bags])
+        side_only = _build_model(len(state["side_v"]), state["side_v"].shape[1], config.init_std, None)
+        with torch.no_grad():
+            side_only.v.weight.copy_(torch.from_numpy(state["side_v"]))
+            side_only.w.weight.copy_(torch.from_numpy(state["side_w"]).unsqueeze(1))
+        vectors = _item_vectors(side_only, *_pad_bags(bags), config.bias_columns)
         vectors[known >= 0] = state["item_vectors"][known[known >= 0]]
         lost = np.flatnonzero((known < 0) & ~found)
         if lost.size:
             raise InputError(f"{where}: cannot embed {lost.size} new item(s) from side information, e.g. "
-                             f"{ids[lost[0]]!r}: none of their values in fields {', '.join(fields)} occurred in "
+                             f"{shown(ids[lost[0]])!r}: none of their values in fields {', '.join(fields)} occurred in "
                              "training")
         return Embeddings(ids=ids, vectors=vectors,
                           metadata={"new_items": int((known < 0).sum()), "known_items": int((known >= 0).sum())})
 
 
-def _item_vectors(model, data: _Data, chunk: int = 65536):
-    """(s, b) for every item, in chunks so a large catalogue does not need (n, L, d) at once."""
+def _item_vectors(model, item_feats: np.ndarray, item_w: np.ndarray, bias_columns: bool,
+                  chunk: int = 65536) -> np.ndarray:
+    """The published item rows, [s, b, 1] (or s), from each item's feature bag; in chunks so a large
+    catalogue does not need (n, L, d) at once. fit and infer both end here."""
     import torch
 
-    parts_s, parts_b = [], []
-    for start in range(0, len(data.items), chunk):
-        feats = torch.from_numpy(data.item_feats[start : start + chunk])
-        weights = torch.from_numpy(data.item_w[start : start + chunk])
-        s, b, _, _ = model.item_parts(feats, weights)
-        parts_s.append(s)
-        parts_b.append(b)
-    return torch.cat(parts_s), torch.cat(parts_b)
+    parts = []
+    with torch.no_grad():
+        for start in range(0, len(item_feats), chunk):
+            s, b, _, _ = model.item_parts(torch.from_numpy(item_feats[start : start + chunk]),
+                                          torch.from_numpy(item_w[start : start + chunk]))
+            parts.append(torch.cat([s, b.unsqueeze(1), torch.ones(len(s), 1)], 1) if bias_columns else s)
+    return torch.cat(parts).numpy().astype(np.float32)
+
+
+def _pad_bags(bags: list[list[tuple[int, float]]]) -> tuple[np.ndarray, np.ndarray]:
+    """Feature bags [(code, x), ...] as (n, L) codes and x values; padding has x = 0."""
+    width = max([1, *map(len, bags)])
+    feats = np.zeros((len(bags), width), dtype=np.int64)
+    weights = np.zeros((len(bags), width), dtype=np.float32)
+    for j, bag in enumerate(bags):
+        feats[j, : len(bag)] = [f for f, _ in bag]
+        weights[j, : len(bag)] = [w for _, w in bag]
+        if bag:
+            feats[j, len(bag):] = bag[0][0]  # padding: weight 0, any valid index
+    return feats, weights
 
 
 def _epoch_examples(data: _Data, sampler: NegativeSampler | None, negatives: int,

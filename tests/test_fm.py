@@ -190,7 +190,7 @@ def test_infer_embeds_new_items_as_fit_embeds_cold_ones(tmp_path):
     assert scores[group == 3].mean() > max(scores[group == g].mean() for g in (0, 1, 2))
 
     pd.DataFrame({"item_id": [501], "genres": ["unheard_of"]}).to_csv(tmp_path / "lost.csv", index=False)
-    with pytest.raises(InputError, match="cannot embed 1 new item.*501"):
+    with pytest.raises(InputError, match="cannot embed 1 new item.*e.g. 501: none of their values"):
         FactorizationMachine().infer(item.state, Inputs([InputSpec("side_info", tmp_path / "lost.csv")]), cfg)
     with pytest.raises(ConfigError, match="new users need interactions"):
         FactorizationMachine().infer(result["user"].state, Inputs([InputSpec("side_info", tmp_path / "new.csv")]), cfg)
