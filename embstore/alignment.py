@@ -120,37 +120,50 @@ def reference_for(store: "EmbeddingStore", set_name: str, align_to: str) -> "Ver
 
 def align(emb: Embeddings, reference: "VersionInfo", ref_ids: np.ndarray, ref_vectors: np.ndarray) -> tuple[Embeddings, dict]:
     """Rotate validated ``emb`` onto the reference vectors; returns the rotated Embeddings and a report."""
+    return align_together([(emb, reference, ref_ids, ref_vectors)])[0]
+
+
+def align_together(pairs: list[tuple[Embeddings, "VersionInfo", np.ndarray, np.ndarray]]) -> list[tuple[Embeddings, dict]]:
+    """One rotation fitted on the shared ids of every (new Embeddings, reference version, its ids,
+    its vectors) pair, applied to every new set: sets rotated together keep their inner products
+    with each other. Returns each rotated Embeddings with its report."""
     import numpy as np
     from embstore.embeddings import Embeddings
 
-    if emb.dim != reference.dim:
+    xs, ys = [], []
+    for emb, reference, ref_ids, ref_vectors in pairs:
+        if emb.dim != reference.dim:
+            raise AlignmentError(
+                f"cannot align onto {reference.ref}: it has dimension {reference.dim}, the new vectors have "
+                f"dimension {emb.dim}; alignment needs the same dimension (align to another version or drop align_to)"
+            )
+        rows = _positions(emb.ids, ref_ids)
+        mine = np.flatnonzero(rows >= 0)
+        xs.append(np.asarray(emb.vectors[mine], dtype=np.float64))
+        ys.append(np.asarray(ref_vectors[rows[mine]], dtype=np.float64))
+    shared = sum(len(x) for x in xs)
+    need = min_shared_for(pairs[0][0].dim)
+    if shared < need:
+        refs = ", ".join(reference.ref for _, reference, _, _ in pairs)
         raise AlignmentError(
-            f"cannot align onto {reference.ref}: it has dimension {reference.dim}, the new vectors have "
-            f"dimension {emb.dim}; alignment needs the same dimension (align to another version or drop align_to)"
+            f"cannot align onto {refs}: only {shared} ids are shared with {'it' if len(pairs) == 1 else 'them'}, "
+            f"need at least {need} (one per dimension) to fit a rotation"
         )
-    rows = _positions(emb.ids, ref_ids)
-    mine = np.flatnonzero(rows >= 0)
-    need = min_shared_for(emb.dim)
-    if len(mine) < need:
-        raise AlignmentError(
-            f"cannot align onto {reference.ref}: only {len(mine)} ids are shared with it, need at least "
-            f"{need} (one per dimension) to fit a rotation"
-        )
-    x = np.asarray(emb.vectors[mine], dtype=np.float64)
-    y = np.asarray(ref_vectors[rows[mine]], dtype=np.float64)
-    r = procrustes(x, y)
-    rotated = (np.asarray(emb.vectors, dtype=np.float64) @ r).astype(np.float32)
-    report = {
-        "reference": reference.ref,
-        "shared_ids": int(len(mine)),
-        "residual_before": relative_residual(x, y),
-        "residual_after": relative_residual(x @ r, y),
-        "mean_cosine_before": mean_cosine(x, y),
-        "mean_cosine_after": mean_cosine(x @ r, y),
-    }
-    out = Embeddings(ids=emb.ids, vectors=rotated, extras=emb.extras,
-                     metadata={**dict(emb.metadata), "alignment": report})
-    return out, report
+    r = procrustes(np.concatenate(xs), np.concatenate(ys))
+    out = []
+    for (emb, reference, _, _), x, y in zip(pairs, xs, ys):
+        report = {
+            "reference": reference.ref,
+            "shared_ids": int(len(x)),
+            "residual_before": relative_residual(x, y),
+            "residual_after": relative_residual(x @ r, y),
+            "mean_cosine_before": mean_cosine(x, y),
+            "mean_cosine_after": mean_cosine(x @ r, y),
+        }
+        rotated = (np.asarray(emb.vectors, dtype=np.float64) @ r).astype(np.float32)
+        out.append((Embeddings(ids=emb.ids, vectors=rotated, extras=emb.extras,
+                               metadata={**dict(emb.metadata), "alignment": report}), report))
+    return out
 
 
 def align_for_publish(store: "EmbeddingStore", set_name: str, emb: Embeddings,
@@ -183,8 +196,6 @@ def align_roles(store: "EmbeddingStore", sets: Mapping[str, Embeddings],
     keeps every inner product between them, which per-set rotations would not.
     ``sets`` maps set name to its new Embeddings; returns, per set, the rotated Embeddings and what
     to pass as ``align_to`` to ``publish``."""
-    import numpy as np
-
     from embstore.embeddings import Embeddings
 
     if "@" in str(align_to):
@@ -197,32 +208,14 @@ def align_roles(store: "EmbeddingStore", sets: Mapping[str, Embeddings],
                 "requested": str(align_to)}
         return {name: (Embeddings(e.ids, e.vectors, e.extras, {**dict(e.metadata), "alignment": note}), None)
                 for name, e in sets.items()}
-    xs, ys, shared = [], [], {}
+    pairs = []
     for name, emb in sets.items():
-        ref = refs[name]
-        if emb.dim != ref.dim:
-            raise AlignmentError(f"cannot align {name} onto {ref.ref}: dimension {emb.dim} vs {ref.dim}; "
-                                 "alignment needs the same dimension (drop align_to)")
-        loaded = store._loaded(ref)
-        rows = _positions(emb.ids, loaded.ids)
-        mine = np.flatnonzero(rows >= 0)
-        xs.append(np.asarray(emb.vectors[mine], np.float64))
-        ys.append(np.asarray(loaded.vectors[rows[mine]], np.float64))
-        shared[name] = int(len(mine))
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    dim = next(iter(sets.values())).dim
-    if len(x) < min_shared_for(dim):
-        raise AlignmentError(f"cannot align onto {', '.join(r.ref for r in refs.values())}: only {len(x)} ids are "
-                             f"shared with them, need at least {min_shared_for(dim)} (one per dimension)")
-    r = procrustes(x, y)
+        loaded = store._loaded(refs[name])
+        pairs.append((emb, refs[name], loaded.ids, loaded.vectors))
     out = {}
-    for (name, emb), xi, yi in zip(sets.items(), xs, ys):
-        report = {"reference": refs[name].ref, "shared_ids": shared[name], "joint_with": sorted(sets),
-                  "residual_before": relative_residual(xi, yi), "residual_after": relative_residual(xi @ r, yi),
-                  "mean_cosine_before": mean_cosine(xi, yi), "mean_cosine_after": mean_cosine(xi @ r, yi)}
-        rotated = (np.asarray(emb.vectors, np.float64) @ r).astype(np.float32)
-        out[name] = (Embeddings(ids=emb.ids, vectors=rotated, extras=emb.extras,
-                                metadata={**dict(emb.metadata), "alignment": report}), PreAligned(refs[name].ref))
+    for name, (rotated, report) in zip(sets, align_together(pairs)):
+        report["joint_with"] = sorted(sets)
+        out[name] = (rotated, PreAligned(refs[name].ref))
     return out
 
 
