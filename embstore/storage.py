@@ -135,15 +135,23 @@ _cache: dict[tuple, LoadedVectors] = {}
 _cache_lock = threading.Lock()
 
 
+def _file_state(directory: Path, checksums: dict[str, str], names: list[str]) -> tuple:
+    """What a check of these files remembered per process depends on: their recorded checksums,
+    sizes and modification times. FileNotFoundError when one is missing."""
+    state: list = [str(directory)]
+    for name in names:
+        st = (directory / name).stat()
+        state.append((name, checksums.get(name), st.st_size, st.st_mtime_ns))
+    return tuple(state)
+
+
 def load_vectors(directory: Path, checksums: dict[str, str]) -> LoadedVectors:
     """Checked once per process per file state; later calls hit the cache."""
     vpath = directory / VECTORS
     try:
-        st = vpath.stat()
-        ist = (directory / IDS).stat()
+        key = _file_state(directory, checksums, [VECTORS, IDS])
     except FileNotFoundError as exc:
         raise IntegrityError(f"{exc.filename} is missing; the version's files were removed or moved") from None
-    key = (str(directory), st.st_size, st.st_mtime_ns, ist.st_size, ist.st_mtime_ns, checksums.get(VECTORS))
     with _cache_lock:
         hit = _cache.get(key)
     if hit is not None:
@@ -168,10 +176,9 @@ def verify_once(directory: Path, checksums: dict[str, str], names: list[str]) ->
     """``verify``, remembered per process while each file keeps its size and modification time
     (the policy ``load_vectors`` follows): repeated joins don't re-hash a large offline file."""
     try:
-        key = (str(directory), *((n, checksums.get(n), (directory / n).stat().st_size,
-                                  (directory / n).stat().st_mtime_ns) for n in names))
+        key = _file_state(directory, checksums, names)
     except FileNotFoundError:
-        key = None
+        key = None  # verify names the missing file
     if key is not None and key in _verified:
         return
     verify(directory, checksums, names)
