@@ -133,9 +133,7 @@ def scale(args) -> None:
         pd.DataFrame({"src": src[~new], "dst": dst[~new]}).to_csv(tmp / "edges.csv", index=False)
         pd.DataFrame({"src": src[new], "dst": dst[new]}).to_csv(tmp / "new_edges.csv", index=False)
         sp.save_npz(tmp / "features.npz", x)
-        frame = pd.DataFrame(x_all[args.nodes :].toarray(), columns=[f"w{j}" for j in range(args.features)])
-        frame.insert(0, "id", np.arange(args.nodes, total))
-        frame.to_csv(tmp / "new_features.csv", index=False, float_format="%g")
+        _features_csv(tmp / "new_features.csv", np.arange(args.nodes, total), x_all[args.nodes :])
         cfg = _config(args.config, {**({"epochs": args.epochs} if args.epochs else {}), "seed": args.seed,
                                     "walks_per_node": 1})
         before = _peak_mb()
