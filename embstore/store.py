@@ -173,16 +173,16 @@ class EmbeddingStore:
         for role, emb in result.items():  # all valid before anything is stored
             if not isinstance(emb, Embeddings):
                 raise EmbeddingsError(f"producer {producer!r} returned {type(emb).__name__} for role {role!r}")
-        result = {role: emb.validated() for role, emb in result.items()}
-        aligned = {f"{set_name}_{role}": (result[role], None) for role in roles}
+        sets = {f"{set_name}_{role}": result[role].validated() for role in roles}
         if align_to:
             from embstore.alignment import align_roles
 
-            aligned = align_roles(self, {name: emb for name, (emb, _) in aligned.items()}, align_to)
+            aligned = align_roles(self, sets, align_to)
+        else:
+            aligned = {name: (emb, None) for name, emb in sets.items()}
         published = [
-            self.publish(f"{set_name}_{role}", aligned[f"{set_name}_{role}"][0], entity=roles[role],
-                         align_to=aligned[f"{set_name}_{role}"][1], **common)
-            for role in roles
+            self.publish(name, aligned[name][0], entity=roles[role], align_to=aligned[name][1], **common)
+            for role, name in zip(roles, sets)
         ]
         if promote:
             published = self.registry.promote_many([(v.set, v.number) for v in published], promote)
