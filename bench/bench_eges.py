@@ -116,47 +116,41 @@ def movielens(args) -> None:
             counts[user_row[u]] += 1
     user_vec = vec_sum / np.maximum(counts, 1)[:, None]
     eges_scores = user_vec @ out.vectors.T
-    # popularity within genre
+    # popularity within genre (and decade): the user's share of training ratings in the cold movie's values
+    history = list(zip(hist.userId.to_numpy(), hist.movieId.to_numpy()))
     genres_of = dict(zip(movies.movieId, split_multi(movies.genres)))
-    all_genres = sorted({g for gs in genres_of.values() for g in gs})
-    gi = {g: j for j, g in enumerate(all_genres)}
-    cold_g = np.zeros((len(cold_ids), len(all_genres)))
-    for c, i in enumerate(cold_ids):
-        for g in genres_of[i]:
-            cold_g[c, gi[g]] = 1.0 / len(genres_of[i])
-    user_g = np.zeros((len(users), len(all_genres)))
-    for u, i in zip(hist.userId.to_numpy(), hist.movieId.to_numpy()):
-        for g in genres_of.get(i, ()):
-            user_g[user_row[u], gi[g]] += 1
-    genre_pop = user_g.sum(axis=0)
-    user_g /= np.maximum(user_g.sum(axis=1, keepdims=True), 1)
-    base_scores = user_g @ cold_g.T + 1e-6 * (cold_g @ (genre_pop / genre_pop.max()))[None, :]
+    base_scores = _share_scores(genres_of, cold_ids, history, user_row)
     rows = [(f"EGES cold-start vectors ({'+'.join(fields)})", eges_scores),
             ("popularity within genre", base_scores)]
     if "decade" in fields or "year" in fields:
-        # the same idea with the release decade too: the user's share of training ratings in the
-        # cold movie's decade, added to the genre share (popularity of the decade breaks ties)
-        decade_of = dict(zip(movies.movieId, movies.decade))
-        decades = sorted({d for d in decade_of.values() if d})
-        di = {d: j for j, d in enumerate(decades)}
-        cold_d = np.zeros((len(cold_ids), len(decades)))
-        for c, i in enumerate(cold_ids):
-            if decade_of.get(i):
-                cold_d[c, di[decade_of[i]]] = 1.0
-        user_d = np.zeros((len(users), len(decades)))
-        for u, i in zip(hist.userId.to_numpy(), hist.movieId.to_numpy()):
-            if decade_of.get(i):
-                user_d[user_row[u], di[decade_of[i]]] += 1
-        decade_pop = user_d.sum(axis=0)
-        user_d /= np.maximum(user_d.sum(axis=1, keepdims=True), 1)
-        both = base_scores + user_d @ cold_d.T + 1e-6 * (cold_d @ (decade_pop / decade_pop.max()))[None, :]
-        rows.append(("popularity within genre and decade", both))
+        decade_of = {i: [d] if d else [] for i, d in zip(movies.movieId, movies.decade)}
+        rows.append(("popularity within genre and decade",
+                     base_scores + _share_scores(decade_of, cold_ids, history, user_row)))
     rows.append(("random", np.zeros_like(base_scores)))
     k = 10
     print(f"cold-start HR@{k} over {len(users)} users whose last held-out movie is the test item, "
           f"{len(cold_ids)} cold candidates:")
     for name, scores in rows:
         print(f"  {name:<40} {_hr_at(scores, target, k, np.random.default_rng(1)):.3f}")
+
+
+def _share_scores(values_of: dict, cold_ids: list, history: list[tuple], user_row: dict) -> np.ndarray:
+    """(users, cold movies): the share of each user's training ratings that fall in a cold movie's
+    values (genres, or its decade), averaged over its values; how many ratings those values have
+    overall breaks ties."""
+    names = sorted({v for vs in values_of.values() for v in vs})
+    col = {v: j for j, v in enumerate(names)}
+    cold = np.zeros((len(cold_ids), len(names)))
+    for c, i in enumerate(cold_ids):
+        for v in values_of.get(i, ()):
+            cold[c, col[v]] = 1.0 / len(values_of[i])
+    user = np.zeros((len(user_row), len(names)))
+    for u, i in history:
+        for v in values_of.get(i, ()):
+            user[user_row[u], col[v]] += 1
+    popularity = user.sum(axis=0)
+    user /= np.maximum(user.sum(axis=1, keepdims=True), 1)
+    return user @ cold.T + 1e-6 * (cold @ (popularity / popularity.max()))[None, :]
 
 
 def _with_release_fields(movies: pd.DataFrame) -> pd.DataFrame:
