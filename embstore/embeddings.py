@@ -8,44 +8,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from embstore.errors import EmbeddingsError
-
-
-def normalize_ids(ids: Any) -> np.ndarray:
-    """Ids as int64 when every id is an integer, else as Python str objects.
-
-    One representation per kind keeps lookups, parquet and Feast join keys consistent.
-    """
-    try:
-        arr = np.asarray(ids)
-    except (ValueError, TypeError) as exc:  # ragged nesting, e.g. [[1, 2], [3]]
-        raise EmbeddingsError(f"ids must be a 1-D sequence of integers or strings: {exc}") from None
-    if arr.ndim != 1:
-        raise EmbeddingsError(f"ids must be 1-D, got shape {arr.shape}")
-    if arr.dtype.kind in "iu":
-        if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
-            raise EmbeddingsError("ids exceed the int64 range; pass them as strings")
-        return arr.astype(np.int64, copy=False)
-    if arr.dtype.kind in "USO":
-        out = np.empty(arr.shape[0], dtype=object)
-        for i, v in enumerate(arr.tolist()):
-            if isinstance(v, (bool, np.bool_)) or v is None or (isinstance(v, float)):
-                raise EmbeddingsError(f"id at row {i} is {v!r}; ids must be integers or strings")
-            out[i] = v if isinstance(v, str) else str(v)
-        try:
-            "".join(out).encode("utf-8")
-        except UnicodeEncodeError:
-            i = next(i for i, v in enumerate(out) if not _utf8_ok(v))
-            raise EmbeddingsError(f"id at row {i} is {out[i]!r}, which is not valid Unicode text (lone surrogate)") from None
-        return out
-    raise EmbeddingsError(f"ids must be integers or strings, got dtype {arr.dtype}")
-
-
-def _utf8_ok(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+from embstore.ids import normalize_ids, plain
 
 
 def _ragged(rows: Any) -> str:
@@ -56,11 +19,6 @@ def _ragged(rows: Any) -> str:
         return f"row 0 has dimension {lengths[0]} but row {bad} has {lengths[bad]} (dimension mismatch)"
     except Exception:  # noqa: BLE001 - deeper nesting or rows without a length
         return "its rows are not all numeric sequences of one length (dimension mismatch)"
-
-
-def id_type_of(ids: np.ndarray) -> str:
-    """'int64' or 'string': how a version's ids are stored and joined."""
-    return "int64" if ids.dtype.kind in "iu" else "string"
 
 
 @dataclass(frozen=True)
@@ -110,14 +68,13 @@ class Embeddings:
         if not finite.all():
             row = int(np.where(~finite.all(axis=1))[0][0])
             raise EmbeddingsError(
-                f"vector for id {ids[row].item() if hasattr(ids[row], 'item') else ids[row]!r} (row {row}) has NaN or inf; "
+                f"vector for id {plain(ids[row])!r} (row {row}) has NaN or inf; "
                 "check the producer's learning rate or input weights"
             )
         uniq, counts = np.unique(ids.astype(str) if ids.dtype == object else ids, return_counts=True)
         if uniq.shape[0] != ids.shape[0]:
             dup = uniq[counts > 1][0]
-            dup = dup.item() if hasattr(dup, "item") else dup
-            raise EmbeddingsError(f"duplicate id {dup!r}: ids must be unique")
+            raise EmbeddingsError(f"duplicate id {plain(dup)!r}: ids must be unique")
         extras = {}
         for name, arr in self.extras.items():
             if not name.isidentifier() or name in ("embedding", "row"):

@@ -46,6 +46,8 @@ class BackendUnavailableError(EmbstoreError):
     nothing is left half done, retry once it is back."""
 
 
-def shown(value):
-    """A value for an error message as the user wrote it: 7, not np.int64(7)."""
-    return value.item() if hasattr(value, "item") and getattr(value, "ndim", None) == 0 else value
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message, or its class name when it has none: what a CLI
+    line, an HTTP body or a report shows (the full text stays in logs and version records)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -41,32 +41,12 @@ import click
 
 from embstore.config import PluginConfig, parse_cli_value, parse_config
 from embstore.errors import ConfigError, EmbstoreError, NotFoundError, PluginError
+from embstore.evaluator import Evaluator
 
 if TYPE_CHECKING:
     from embstore.embeddings import Embeddings
     from embstore.registry import VersionInfo
     from embstore.store import EmbeddingStore
-
-
-class Evaluator(abc.ABC):
-    """Subclass, set ``name`` and ``Config``, implement ``evaluate``; register via ``register_evaluators``.
-
-    name:    unique evaluator name, used as ``--evaluate NAME:KEY=VALUE,...`` and in pipeline files.
-    Config:  a PluginConfig subclass; validated before any training, unknown keys are errors.
-
-    ``evaluate(store, version, config)`` reads the published ``version`` (a VersionInfo)
-    through the store's public API (``store.vectors``, ``store.recall``, ``store.resolve``,
-    ``store.diff``) and returns metrics by name, e.g. ``{"hr@10": 0.071, "ndcg@10": 0.034}``:
-    plain numbers, or None for "does not apply this time". The names are what gates refer to,
-    so keep them stable and distinct from other evaluators'. It must not change the version.
-    """
-
-    name: ClassVar[str]
-    Config: ClassVar[type[PluginConfig]] = PluginConfig
-
-    @abc.abstractmethod
-    def evaluate(self, store: "EmbeddingStore", version: "VersionInfo", config: Any) -> dict[str, float | None]:
-        """Score ``version``; return metric name → value (None: not applicable)."""
 
 
 class EvaluationError(EmbstoreError):

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from embstore.embeddings import normalize_ids
+from embstore.ids import normalize_ids
 from embstore.errors import EmbeddingsError, InputError
 from embstore.sequences import Sequences
 

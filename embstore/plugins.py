@@ -18,7 +18,7 @@ import pluggy
 
 from embstore import hookspecs
 from embstore.errors import PluginError
-from embstore.evaluation import Evaluator
+from embstore.evaluator import Evaluator
 from embstore.producer import Producer
 from embstore.retriever import Retriever
 

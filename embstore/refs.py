@@ -1,9 +1,12 @@
-"""Naming a version: ``set`` (latest published), ``set@3`` (pinned), ``set@prod`` (alias)."""
+"""Naming and describing versions: refs (``set`` latest published, ``set@3`` pinned,
+``set@prod`` an alias) and the read-only ``VersionInfo`` snapshot every API returns."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from embstore.errors import ConfigError
 
@@ -52,3 +55,45 @@ class Ref:
         if self.alias is not None:
             return f"{self.set}@{self.alias}"
         return self.set
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """A detached, read-only snapshot of a version row, safe to pass around."""
+
+    set: str
+    number: int
+    status: str
+    step: str | None
+    producer: str
+    plugin: str
+    plugin_version: str
+    config: dict[str, Any]
+    retriever: str
+    retriever_config: dict[str, Any]
+    input_fingerprint: str | None
+    id_type: str | None
+    dim: int | None
+    count: int | None
+    metrics: dict[str, Any]
+    storage_path: str | None
+    feature_view: str | None
+    checksums: dict[str, str]
+    error: str | None
+    entity: str
+    created_at: datetime
+    published_at: datetime | None
+    aliases: tuple[str, ...] = ()
+    aligned_to: str | None = None  # pinned ref of the version it was rotated onto, if aligned
+
+    @property
+    def ref(self) -> str:
+        return f"{self.set}@{self.number}"
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        for key in ("created_at", "published_at"):
+            out[key] = out[key].isoformat() if out[key] else None
+        out["aliases"] = list(self.aliases)
+        out["ref"] = self.ref
+        return out

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from embstore.errors import BackendUnavailableError, ConfigError, EmbstoreError, NotFoundError
 from embstore.models import Alias, AliasEvent, EmbeddingSet, Version, utcnow
-from embstore.refs import Ref, check_alias_name, check_set_name
+from embstore.refs import Ref, VersionInfo, check_alias_name, check_set_name
 
 HOST = socket.gethostname()
 
@@ -122,48 +122,6 @@ def make_engine(url: str) -> sa.Engine:
         return sa.create_engine(url, pool_pre_ping=True)
     except (sa.exc.ArgumentError, ImportError) as exc:
         raise ConfigError(f"registry_url {url!r} is not a usable SQLAlchemy URL: {exc}") from None
-
-
-@dataclass(frozen=True)
-class VersionInfo:
-    """A detached, read-only snapshot of a version row, safe to pass around."""
-
-    set: str
-    number: int
-    status: str
-    step: str | None
-    producer: str
-    plugin: str
-    plugin_version: str
-    config: dict[str, Any]
-    retriever: str
-    retriever_config: dict[str, Any]
-    input_fingerprint: str | None
-    id_type: str | None
-    dim: int | None
-    count: int | None
-    metrics: dict[str, Any]
-    storage_path: str | None
-    feature_view: str | None
-    checksums: dict[str, str]
-    error: str | None
-    entity: str
-    created_at: datetime
-    published_at: datetime | None
-    aliases: tuple[str, ...] = ()
-    aligned_to: str | None = None  # pinned ref of the version it was rotated onto, if aligned
-
-    @property
-    def ref(self) -> str:
-        return f"{self.set}@{self.number}"
-
-    def as_dict(self) -> dict[str, Any]:
-        out = dict(self.__dict__)
-        for key in ("created_at", "published_at"):
-            out[key] = out[key].isoformat() if out[key] else None
-        out["aliases"] = list(self.aliases)
-        out["ref"] = self.ref
-        return out
 
 
 def _aware(ts: datetime | None) -> datetime | None:

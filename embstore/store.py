@@ -23,7 +23,8 @@ import pandas as pd
 
 from embstore import storage
 from embstore.config import parse_config
-from embstore.embeddings import Embeddings, id_type_of
+from embstore.embeddings import Embeddings
+from embstore.ids import id_type_of
 from embstore.errors import (
     ConfigError,
     EmbeddingsError,

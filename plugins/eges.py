@@ -40,8 +40,9 @@ from pydantic import Field
 
 from embstore.config import PluginConfig
 from embstore.embeddings import Embeddings
-from embstore.errors import ConfigError, InputError, shown
+from embstore.errors import ConfigError, InputError
 from embstore.hookspecs import hookimpl
+from embstore.ids import plain
 from embstore.inputs import split_multi
 from embstore.producer import Producer
 from embstore.sampling import UnigramTable, walk_pairs
@@ -192,7 +193,7 @@ class EGES(Producer):
                 hint = " (no graph item has a side_info row: do the id columns hold the same kind of ids?)"
             raise InputError(
                 f"side_info has no row for {missing.size} of {graph.n_nodes} graph items, e.g. "
-                f"{shown(graph.ids[missing[0]])!r}{hint}; give every item a row (empty cells are fine)"
+                f"{plain(graph.ids[missing[0]])!r}{hint}; give every item a row (empty cells are fine)"
             )
         rows = frame.iloc[row_of]
         vocab: dict[str, list[str]] = {}
@@ -269,7 +270,7 @@ class EGES(Producer):
             none = np.flatnonzero(present.sum(axis=1) == 0)
             if none.size:
                 raise InputError(
-                    f"cannot embed {none.size} new item(s) from side information, e.g. {shown(ids[cold[none[0]]])!r}: "
+                    f"cannot embed {none.size} new item(s) from side information, e.g. {plain(ids[cold[none[0]]])!r}: "
                     f"none of their values in fields {', '.join(fields)} occurred in training"
                 )
             logits = np.broadcast_to(state["cold_attention"], present.shape)

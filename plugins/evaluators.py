@@ -21,28 +21,13 @@ from pydantic import Field
 
 from embstore.config import PluginConfig
 from embstore.errors import ConfigError, InputError, NotFoundError
-from embstore.evaluation import Evaluator
+from embstore.evaluator import Evaluator, StoreView
 from embstore.hookspecs import hookimpl
+from embstore.ids import typed_ids
+from embstore.linalg import unit_rows
 
 if TYPE_CHECKING:
-    from embstore.registry import VersionInfo
-    from embstore.store import EmbeddingStore
-
-
-def _typed(ids, id_type: str) -> list:
-    """Ids as the version stores them (int or str); ids that cannot be are kept as they are (unknown)."""
-    out = []
-    for i in ids:
-        i = i.item() if hasattr(i, "item") else i
-        if id_type == "int64":
-            try:
-                i = int(i)
-            except (TypeError, ValueError):
-                pass
-        else:
-            i = str(i)
-        out.append(i)
-    return out
+    from embstore.refs import VersionInfo
 
 
 # -- leave-last-out hit rate -------------------------------------------------
@@ -94,7 +79,7 @@ class HitRate(Evaluator):
     name = "hit_rate"
     Config = HitRateConfig
 
-    def evaluate(self, store: "EmbeddingStore", version: "VersionInfo", config: HitRateConfig) -> dict[str, float]:
+    def evaluate(self, store: StoreView, version: "VersionInfo", config: HitRateConfig) -> dict[str, float]:
         from embstore.inputs import Inputs, InputSpec
 
         df = Inputs([InputSpec("interactions", config.path, config.columns)]).interactions()
@@ -105,7 +90,7 @@ class HitRate(Evaluator):
         df = df.assign(_pos=np.arange(len(df))).sort_values(["user_id", "timestamp", "_pos"], kind="stable")
         users = []
         for _, group in df.groupby("user_id", sort=True):
-            items = _typed(group["item_id"].tolist(), version.id_type)
+            items = typed_ids(version.id_type, group["item_id"].tolist())
             if len(items) >= 2:
                 users.append((items[:-1], items[-1]))
         if not users:
@@ -202,7 +187,7 @@ class NodeClassification(Evaluator):
     name = "node_classification"
     Config = NodeClassificationConfig
 
-    def evaluate(self, store: "EmbeddingStore", version: "VersionInfo",
+    def evaluate(self, store: StoreView, version: "VersionInfo",
                  config: NodeClassificationConfig) -> dict[str, float]:
         from embstore.inputs import Inputs, InputSpec
 
@@ -225,14 +210,13 @@ class NodeClassification(Evaluator):
                               f"(split values {config.train!r} / {config.test!r} in column {config.split_column!r})")
 
         def vectors(frame):
-            ids = _typed(frame[config.id_column].tolist(), version.id_type)
+            ids = typed_ids(version.id_type, frame[config.id_column].tolist())
             got = store.vectors(version.ref, ids, allow_missing=True)
             missing_ids = set(map(repr, got.missing))
             labels = [lab for i, lab in zip(ids, frame[config.label_column].tolist()) if repr(i) not in missing_ids]
             x = np.asarray(got.matrix, dtype=np.float64)
             if config.normalize:
-                norms = np.linalg.norm(x, axis=1, keepdims=True)
-                x = x / np.where(norms > 0, norms, 1.0)
+                x = unit_rows(x)
             return x, [str(lab) for lab in labels]
 
         x_train, y_train = vectors(train)
@@ -285,7 +269,7 @@ class Drift(Evaluator):
     name = "drift"
     Config = DriftConfig
 
-    def evaluate(self, store: "EmbeddingStore", version: "VersionInfo", config: DriftConfig) -> dict[str, Any]:
+    def evaluate(self, store: StoreView, version: "VersionInfo", config: DriftConfig) -> dict[str, Any]:
         overlap_key = f"drift_overlap@{config.k}"
         keys = ("drift_mean_cosine", overlap_key, "drift_ids_added", "drift_ids_removed", "drift_shared_ids")
         try:

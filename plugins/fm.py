@@ -85,8 +85,9 @@ from pydantic import Field
 
 from embstore.config import PluginConfig
 from embstore.embeddings import Embeddings
-from embstore.errors import ConfigError, InputError, shown
+from embstore.errors import ConfigError, InputError
 from embstore.hookspecs import hookimpl
+from embstore.ids import plain
 from embstore.inputs import split_multi
 from embstore.negatives import NegativeSampler
 from embstore.producer import Producer
@@ -412,7 +413,7 @@ class FactorizationMachine(Producer):
         lost = np.flatnonzero((known < 0) & ~found)
         if lost.size:
             raise InputError(f"{where}: cannot embed {lost.size} new item(s) from side information, e.g. "
-                             f"{shown(ids[lost[0]])!r}: none of their values in fields {', '.join(fields)} occurred in "
+                             f"{plain(ids[lost[0]])!r}: none of their values in fields {', '.join(fields)} occurred in "
                              "training")
         return Embeddings(ids=ids, vectors=vectors,
                           metadata={"new_items": int((known < 0).sum()), "known_items": int((known >= 0).sum())})

@@ -46,7 +46,8 @@ from pydantic import Field
 
 from embstore.config import PluginConfig
 from embstore.embeddings import Embeddings
-from embstore.errors import InputError, shown
+from embstore.errors import InputError
+from embstore.ids import plain
 from embstore.graph import Graph
 from embstore.hookspecs import hookimpl
 from embstore.producer import Producer
@@ -383,13 +384,13 @@ def _check_features(ids_f: np.ndarray, edges) -> None:
     known = np.isin(b, a)
     if not known.any():
         raise InputError(
-            f"no node in edges has a features row (e.g. edge node {shown(ends[0])!r}; feature ids look like "
-            f"{shown(ids_f[0])!r}): do the id columns hold the same ids?"
+            f"no node in edges has a features row (e.g. edge node {plain(ends[0])!r}; feature ids look like "
+            f"{plain(ids_f[0])!r}): do the id columns hold the same ids?"
         )
     if not known.all():
         bad = ends[np.flatnonzero(~known)[0]]
         count = np.unique(b[~known]).shape[0]
-        raise InputError(f"features have no row for {count} node(s) in edges, e.g. {shown(bad)!r}; every node needs one")
+        raise InputError(f"features have no row for {count} node(s) in edges, e.g. {plain(bad)!r}; every node needs one")
 
 
 class GraphSage(Producer):
@@ -453,7 +454,7 @@ class GraphSage(Producer):
             ends = np.concatenate([s, d])
             known = _isin(ends, old_ids) | _isin(ends, new_ids)
             if not known.all():
-                raise InputError(f"edge node {shown(ends[np.flatnonzero(~known)[0]])!r} is neither a trained node nor "
+                raise InputError(f"edge node {plain(ends[np.flatnonzero(~known)[0]])!r} is neither a trained node nor "
                                  "in the features input; give it a features row")
             src.append(s)
             dst.append(d)
