@@ -6,9 +6,7 @@ import numpy as np
 
 
 def unit_rows(x: np.ndarray, dtype=None) -> np.ndarray:
-    """Each row scaled to unit length (all-zero rows stay zero), as ``dtype`` (default: x's float type)."""
-    x = np.asarray(x, dtype=dtype) if dtype is not None else np.asarray(x)
-    if x.dtype.kind != "f":
-        x = x.astype(np.float64)
+    """Each row scaled to unit length; all-zero rows stay zero. Keeps a float32 input float32."""
+    x = np.asarray(x, dtype=dtype)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms > 0, norms, 1).astype(x.dtype)
+    return x / np.where(norms > 0, norms, 1.0)
