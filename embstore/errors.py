@@ -46,8 +46,11 @@ class BackendUnavailableError(EmbstoreError):
     nothing is left half done, retry once it is back."""
 
 
-def first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException, with_type: bool = False) -> str:
     """The first line of an error's message, or its class name when it has none: what a CLI
-    line, an HTTP body or a report shows (the full text stays in logs and version records)."""
+    line, an HTTP body or a report shows (the full text stays in logs and version records).
+    ``with_type`` prefixes the class name (``OSError: ...``) for errors embstore did not raise."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    if not text:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if with_type else text.splitlines()[0]
