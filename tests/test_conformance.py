@@ -24,6 +24,9 @@ from embstore.testing import (
     make_frames,
     make_inputs,
     make_vectors,
+    parametrize_with_checks,
+    producer_checks,
+    retriever_checks,
 )
 
 
@@ -66,6 +69,61 @@ def test_installed_retriever_conforms(cls):
 def test_builtins_are_among_the_checked():
     ids = [p.id for p in _installed("producer") + _installed("retriever")]
     assert {"producer:item2vec", "retriever:faiss"} <= set(ids)
+
+
+def _installed_classes() -> list:
+    return [p.values[0] for p in _installed("producer") + _installed("retriever")
+            if not isinstance(p.values[0], Exception)]
+
+
+@parametrize_with_checks(_installed_classes())
+def test_installed_plugin_check(check):
+    """Each check of each installed plugin as its own test id (the registry error shows above)."""
+    check()
+
+
+def test_each_check_is_its_own_test_id():
+    ids = [check_id for check_id, _ in producer_checks(Random)]
+    assert "producer:kit_random-fit: same seed gives identical vectors" in ids and len(ids) == len(set(ids))
+    classes = {cls.name: cls for cls in _installed_classes()}
+    ids = [check_id for check_id, _ in producer_checks(classes["item2vec"])]
+    ids += [check_id for check_id, _ in retriever_checks(classes["faiss"])]
+    assert {"producer:item2vec-fit: same seed gives identical vectors",
+            "retriever:faiss-search: k larger than the index pads with -1",
+            "retriever:faiss-save/load: same results after a round trip (cosine)"} <= set(ids)
+
+
+def test_checks_of_one_subject_share_their_fits():
+    class Counted(Random):
+        name = "kit_counted"
+        fits = 0
+
+        def fit(self, inputs, config):
+            type(self).fits += 1
+            return super().fit(inputs, config)
+
+    check_producer(Counted)
+    one_call, Counted.fits = Counted.fits, 0
+    for _, run in producer_checks(Counted):
+        assert run().ok
+    assert Counted.fits == one_call
+
+
+def test_a_check_id_fails_or_skips_like_its_line_in_the_report():
+    import unittest
+
+    class Loose(PluginConfig):
+        dim: int
+
+    class Sloppy(Random):
+        name = "kit_sloppy"
+        Config = Loose
+
+    checks = dict(producer_checks(Sloppy))
+    with pytest.raises(ConformanceError, match="dim"):
+        checks["producer:kit_sloppy-config: every field has a default"]()
+    with pytest.raises(unittest.SkipTest, match="needs 'config: the test config parses'"):
+        checks["producer:kit_sloppy-fit: interactions gives valid Embeddings"]()
 
 
 # ---------------------------------------------------------------- generated data
