@@ -1,4 +1,4 @@
-"""A weighted graph held as CSR arrays, built once from edges or from sequences.
+"""The graph producers walk and sample: weighted CSR arrays, built once from edges or sequences.
 
 Every producer that walks (DeepWalk, node2vec, EGES) or samples neighbourhoods
 (GraphSAGE) reads the same structure::
@@ -19,13 +19,18 @@ binary search in u's row.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import numpy as np
 
-from embstore.ids import normalize_ids
 from embstore.errors import EmbeddingsError, InputError
+from embstore.ids import normalize_ids, one_kind, plain
 from embstore.sequences import Sequences
+
+if TYPE_CHECKING:
+    from embstore.options import GraphOptions
+
+T = TypeVar("T")
 
 _MAX_NODES = int(np.iinfo(np.int32).max)
 
@@ -40,7 +45,8 @@ class Graph:
     weights: float32 edge weights (> 0), aligned with ``indices``.
     directed: False when every edge is stored in both directions (a self loop once).
 
-    Build with :meth:`from_edges` or :meth:`from_sequences` rather than by hand.
+    Build with :meth:`from_edges` or :meth:`from_sequences` rather than by hand. The
+    arrays never change, so what is derived from them is kept with :meth:`memo`.
     """
 
     ids: np.ndarray
@@ -48,7 +54,7 @@ class Graph:
     indices: np.ndarray
     weights: np.ndarray
     directed: bool = True
-    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+    _memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     # ------------------------------------------------------------------ builders
 
@@ -81,9 +87,7 @@ class Graph:
         parts = [src_ids, dst_ids]
         if nodes is not None:
             parts.append(_as_ids(nodes, "nodes"))
-        if len({p.dtype.kind for p in parts}) > 1:  # some int, some str columns: compare as str
-            parts = [p.astype(str).astype(object) if p.dtype.kind != "O" else p for p in parts]
-        ids, codes = _factorize(np.concatenate(parts))
+        ids, codes = _factorize(np.concatenate(one_kind(parts)))  # some int, some str columns: as str
         if ids.shape[0] > _MAX_NODES:
             raise InputError(f"{ids.shape[0]} nodes: at most {_MAX_NODES} are supported")
         return cls._from_codes(ids, codes[:m], codes[m : 2 * m], w, directed)
@@ -164,6 +168,16 @@ class Graph:
 
     # ------------------------------------------------------------------ queries
 
+    def memo(self, key: str, build: Callable[[], T]) -> T:
+        """What ``build()`` returns, built on the first call for ``key`` and kept with the graph.
+
+        For tables derived from the (immutable) arrays, e.g. the walk engine's sampling
+        table: built once, reused by every run on this graph.
+        """
+        if key not in self._memo:
+            self._memo[key] = build()
+        return self._memo[key]
+
     @property
     def n_nodes(self) -> int:
         return int(self.indptr.shape[0] - 1)
@@ -177,17 +191,15 @@ class Graph:
         """Out-degree of every node, by code: arc counts (int64) or weight sums (float64)."""
         if not weighted:
             return np.diff(self.indptr)
-        key = "wdeg"
-        if key not in self._cache:
-            sums = np.zeros(self.n_nodes, np.float64)
-            nonempty = np.flatnonzero(np.diff(self.indptr))
-            if nonempty.size:
-                sums[nonempty] = np.add.reduceat(
-                    self.weights.astype(np.float64), self.indptr[nonempty]
-                )
-            sums.setflags(write=False)
-            self._cache[key] = sums
-        return self._cache[key]
+        return self.memo("wdeg", self._weighted_degree)
+
+    def _weighted_degree(self) -> np.ndarray:
+        sums = np.zeros(self.n_nodes, np.float64)
+        nonempty = np.flatnonzero(np.diff(self.indptr))
+        if nonempty.size:
+            sums[nonempty] = np.add.reduceat(self.weights.astype(np.float64), self.indptr[nonempty])
+        sums.setflags(write=False)
+        return sums
 
     def codes_of(self, node_ids: Any) -> np.ndarray:
         """Codes (int64) of the given ids; raises InputError naming the first unknown id."""
@@ -198,7 +210,7 @@ class Graph:
         if ids.dtype.kind == "O":
             arr = np.array([str(v) for v in arr.tolist()], dtype=object)
         elif arr.size and arr.dtype.kind not in "iu":
-            raise InputError(f"unknown node id {arr[0].item()!r}: ids of this graph are integers")
+            raise InputError(f"unknown node id {plain(arr[0])!r}: ids of this graph are integers")
         else:
             arr = arr.astype(np.int64)
         sorter = self._sorter()
@@ -207,7 +219,7 @@ class Graph:
         codes = sorter[pos] if ids.shape[0] else np.zeros(arr.shape[0], np.int64)
         found = ids[codes] == arr if ids.shape[0] else np.zeros(arr.shape[0], bool)
         if not np.all(found):
-            bad = arr[np.flatnonzero(~np.asarray(found, bool))[0]].item()
+            bad = plain(arr[np.flatnonzero(~np.asarray(found, bool))[0]])
             raise InputError(f"unknown node id {bad!r}: not in the graph")
         codes = codes.astype(np.int64)
         return codes[0] if scalar else codes
@@ -216,13 +228,6 @@ class Graph:
         """Codes of ``u``'s out-neighbours (a read-only view, sorted); ``ids[...]`` gives ids."""
         c = int(self.codes_of(u))
         view = self.indices[self.indptr[c] : self.indptr[c + 1]]
-        view.flags.writeable = False
-        return view
-
-    def neighbor_weights(self, u: Any) -> np.ndarray:
-        """Weights of ``u``'s out-edges (a read-only view), aligned with :meth:`neighbors`."""
-        c = int(self.codes_of(u))
-        view = self.weights[self.indptr[c] : self.indptr[c + 1]]
         view.flags.writeable = False
         return view
 
@@ -241,14 +246,13 @@ class Graph:
         return float(self.weights[k]) if k < hi and int(self.indices[k]) == cv else 0.0
 
     def _sorter(self) -> np.ndarray:
-        if "sorter" not in self._cache:
-            ids = self.ids
-            if ids.shape[0] < 2 or bool(np.all(ids[1:] > ids[:-1])):
-                sorter = np.arange(ids.shape[0], dtype=np.int64)
-            else:
-                sorter = np.argsort(ids, kind="stable")
-            self._cache["sorter"] = sorter
-        return self._cache["sorter"]
+        return self.memo("sorter", self._id_order)
+
+    def _id_order(self) -> np.ndarray:
+        ids = self.ids
+        if ids.shape[0] < 2 or bool(np.all(ids[1:] > ids[:-1])):
+            return np.arange(ids.shape[0], dtype=np.int64)
+        return np.argsort(ids, kind="stable")
 
     def __repr__(self) -> str:
         kind = "directed" if self.directed else "undirected"
@@ -296,11 +300,12 @@ def _factorize(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out, codes.astype(np.int64, copy=False)
 
 
-def build_graph(inputs: Any, config: Any, producer: str) -> "Graph":
+def build_graph(inputs: Any, config: "GraphOptions", producer: str) -> "Graph":
     """The graph a producer walks: from edges or from interaction sequences, never both.
 
-    ``config`` supplies ``directed`` (None: directed for interactions, undirected for
-    edges), ``min_rating``, ``session_gap`` and ``self_loops``.
+    ``config`` (any config composed with :class:`embstore.options.GraphOptions`) supplies
+    ``directed`` (None: directed for interactions, undirected for edges), ``min_rating``,
+    ``session_gap`` and ``self_loops``.
     """
     given = inputs.kinds & {"interactions", "edges"}
     if len(given) != 1:

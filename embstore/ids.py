@@ -104,3 +104,12 @@ def positions(ids: np.ndarray, of: np.ndarray, *, mixed: str = "unknown") -> np.
             return np.full(len(ids), -1, dtype=np.int64)
         ids, of = ids.astype(str).astype(object), of.astype(str).astype(object)
     return pd.Index(of).get_indexer(ids).astype(np.int64)
+
+
+def one_kind(arrays: Iterable[np.ndarray]) -> list[np.ndarray]:
+    """Id arrays of one id space in one kind: unchanged when all hold integers or all text, else
+    every one as text (7 -> "7"), for inputs whose files spell the same ids differently."""
+    arrays = [np.asarray(a) for a in arrays]
+    if len({a.dtype.kind in "iu" for a in arrays}) > 1:
+        return [a.astype(str).astype(object) for a in arrays]
+    return arrays

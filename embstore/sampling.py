@@ -106,9 +106,10 @@ class Neighbourhood:
 
     @classmethod
     def importance(cls, graph: Graph, top: int = 10, walks_per_node: int = 20, walk_length: int = 4,
-                   seed: int = 0, progress: bool = False) -> "Neighbourhood":
+                   seed: int = 0, progress: bool | None = False) -> "Neighbourhood":
         """PinSAGE: the ``top`` nodes most visited by ``walks_per_node`` walks of ``walk_length``
-        nodes started at each node (ties: lower code first), weighted by visit count."""
+        nodes started at each node (ties: lower code first), weighted by visit count. ``progress``
+        draws the walks' bar (None: only when stderr is a terminal)."""
         from embstore.walks import WalkConfig, random_walks
 
         n = graph.n_nodes

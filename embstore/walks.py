@@ -39,69 +39,33 @@ the walks are the same for any number of threads and any chunking.
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
-from typing import Any, Iterator, Literal, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
-from pydantic import Field
 
-from embstore.config import PluginConfig, parse_config
+from embstore.config import parse_config
 from embstore.errors import InputError
 from embstore.graph import Graph
+from embstore.options import WalkConfig
+from embstore.progress import bar, wanted
 from embstore.sequences import Sequences
+
+__all__ = ["WalkConfig", "iter_walk_chunks", "random_walks"]
 
 log = logging.getLogger(__name__)
 
 
-class WalkConfig(PluginConfig):
-    """Options of the walk engine; DeepWalk and node2vec producers embed these."""
-
-    walk_length: int = Field(
-        80, ge=1, description="Nodes per walk, start included; a dead end makes a walk shorter."
-    )
-    walks_per_node: int = Field(
-        10,
-        ge=1,
-        description="Walks started per node on average: the run makes n_nodes × walks_per_node walks.",
-    )
-    p: float = Field(
-        1.0,
-        gt=0,
-        allow_inf_nan=False,
-        description="node2vec return parameter: weight 1/p for stepping straight back; "
-        "small p keeps walks local (BFS-like, structural roles).",
-    )
-    q: float = Field(
-        1.0,
-        gt=0,
-        allow_inf_nan=False,
-        description="node2vec in-out parameter: weight 1/q for moving away from the previous node; "
-        "small q sends walks outward (DFS-like, communities). p = q = 1 is DeepWalk.",
-    )
-    start: Literal["uniform", "degree"] = Field(
-        "uniform",
-        description="uniform: every node starts walks_per_node walks; degree: as many walks in "
-        "total, starts drawn in proportion to (weighted) out-degree.",
-    )
-    weighted: bool = Field(
-        True, description="Follow edges in proportion to their weights; False treats all as 1."
-    )
-    seed: int = Field(0, description="Seed: the same seed gives the same walks on any thread count.")
-    workers: int | None = Field(
-        None, ge=1, description="Threads for walking; None uses every core."
-    )
-
-
 def random_walks(
-    graph: Graph, config: WalkConfig | Mapping[str, Any] | None = None, progress: bool = True
+    graph: Graph, config: WalkConfig | Mapping[str, Any] | None = None, progress: bool | None = True
 ) -> Sequences:
     """All walks of a run, held as int32 codes in one :class:`Sequences` (vocab = ``graph.ids``).
 
     Walk order: with ``start="uniform"``, round r (of walks_per_node) visits every
     node once in a seeded random order. Peak memory is about 4 bytes × n_walks ×
-    walk_length; use :func:`iter_walk_chunks` to stream instead.
+    walk_length; use :func:`iter_walk_chunks` to stream instead. ``progress`` draws a
+    bar on stderr (None: only when stderr is a terminal).
     """
     plan = _Plan(graph, _config(config))
     n_walks, length = plan.n_walks, plan.cfg.walk_length
@@ -110,12 +74,12 @@ def random_walks(
     written = 0
     t0 = time.perf_counter()
     chunk = _default_chunk(n_walks)
-    with _progress_bar(n_walks, progress) as bar:
+    with _walk_bar(n_walks, progress) as shown:
         for a in range(0, n_walks, chunk):
             b = min(a + chunk, n_walks)
             plan.walk(a, b, out[a * length : b * length], lengths[a:b])
             written = _K.compact(out, a * length, written, lengths[a:b], length)
-            bar.update(b - a)
+            shown.update(b - a)
     if written < out.shape[0]:
         try:
             out.resize((written,), refcheck=False)  # shrink in place: no second copy
@@ -131,7 +95,7 @@ def iter_walk_chunks(
     graph: Graph,
     config: WalkConfig | Mapping[str, Any] | None = None,
     chunk_walks: int = 100_000,
-    progress: bool = False,
+    progress: bool | None = False,
 ) -> Iterator[Sequences]:
     """The walks of :func:`random_walks`, in the same order, as Sequences of ≤ ``chunk_walks`` walks.
 
@@ -143,7 +107,7 @@ def iter_walk_chunks(
     plan = _Plan(graph, _config(config))
     n_walks, length = plan.n_walks, plan.cfg.walk_length
     t0, tokens = time.perf_counter(), 0
-    with _progress_bar(n_walks, progress) as bar:
+    with _walk_bar(n_walks, progress) as shown:
         for a in range(0, n_walks, chunk_walks):
             b = min(a + chunk_walks, n_walks)
             buf = np.empty((b - a) * length, dtype=np.int32)
@@ -154,7 +118,7 @@ def iter_walk_chunks(
             offsets = np.zeros(b - a + 1, dtype=np.int64)
             np.cumsum(lengths, out=offsets[1:])
             tokens += used
-            bar.update(b - a)
+            shown.update(b - a)
             yield Sequences(vocab=graph.ids, codes=codes, offsets=offsets)
     _log_rate(n_walks, tokens, time.perf_counter() - t0)
 
@@ -239,9 +203,10 @@ def _edge_table(graph: Graph) -> np.ndarray:
 
     A weighted step reads one row (one cache miss) and takes the neighbour when
     32 random bits fall below the threshold, else the alias (Vose's method).
-    Cached on the graph: built once, reused by every run.
+    Kept on the graph (:meth:`Graph.memo`): built once, reused by every run.
     """
-    if "edge_table" not in graph._cache:
+
+    def build() -> np.ndarray:
         m = graph.n_edges
         prob = np.empty(m, np.float64)
         alias = np.empty(m, np.int64)
@@ -251,8 +216,9 @@ def _edge_table(graph: Graph) -> np.ndarray:
         tab[:, 1] = graph.indices[alias]
         tab[:, 2] = np.minimum(np.floor(prob * 2.0**32), 2.0**32 - 1).astype(np.uint32)
         tab[:, 3] = graph.weights[alias].view(np.uint32)
-        graph._cache["edge_table"] = tab
-    return graph._cache["edge_table"]
+        return tab
+
+    return graph.memo("edge_table", build)
 
 
 def _threads(workers: int | None) -> int:
@@ -266,11 +232,8 @@ def _default_chunk(n_walks: int) -> int:
     return int(min(max(n_walks // 64, 1 << 14), 1 << 20))
 
 
-def _progress_bar(total: int, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="walk", unit_scale=True, desc="walks", file=sys.stderr,
-                disable=not enabled, mininterval=0.5)  # fmt: skip
+def _walk_bar(total: int, progress: bool | None):
+    return bar(total, "walks", unit="walk", enabled=wanted(progress), unit_scale=True, mininterval=0.5)
 
 
 def _log_rate(n_walks: int, tokens: int, seconds: float) -> None:

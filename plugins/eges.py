@@ -32,7 +32,7 @@ may sum in a different order.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -41,36 +41,30 @@ from pydantic import Field
 from embstore.config import PluginConfig
 from embstore.embeddings import Embeddings
 from embstore.errors import ConfigError, InputError
+from embstore.graph import build_graph
 from embstore.hookspecs import hookimpl
-from embstore.ids import plain
+from embstore.ids import plain, positions
 from embstore.inputs import split_multi
+from embstore.options import GraphOptions, WalkLength, WalkOptions
 from embstore.producer import Producer
 from embstore.sampling import UnigramTable, walk_pairs
 from embstore.training import EpochLoop
+from embstore.walks import random_walks
 
 
-class EgesConfig(PluginConfig):
-    """EGES options: side information, graph and walks, then skip-gram training."""
+class _SideInfoOptions(PluginConfig):
+    """The vectors and the side information they are built from (listed first)."""
 
     dim: int = Field(64, ge=1, le=4096, description="Vector dimension.")
     side_fields: list[str] | None = Field(
         None, description="side_info columns used as fields; null uses every column except item_id.")
     separator: str = Field("|", min_length=1, description="Separator of multi-valued side-info cells.")
-    # graph (as DeepWalk builds it)
-    directed: bool | None = Field(
-        None, description="treat the graph as directed; default: directed for interactions, undirected for edges")
-    min_rating: float | None = Field(None, description="interactions: drop rows rated below this")
-    session_gap: float | None = Field(
-        None, gt=0, description="interactions: seconds of inactivity that split a user's history")
-    self_loops: bool = Field(True, description="interactions: keep moves from an item to itself")
-    # walks
-    walk_length: int = Field(20, ge=2, description="Nodes per walk (a dead end ends a walk early).")
-    walks_per_node: int = Field(10, ge=1, description="Walks started per node.")
-    start: Literal["uniform", "degree"] = Field(
-        "uniform", description="uniform: every node starts walks_per_node walks; degree: starts drawn by degree")
-    weighted: bool = Field(True, description="Follow edges in proportion to their weights.")
-    walk_workers: int | None = Field(
-        None, ge=1, description="Threads for walking (None: all cores); walks do not depend on it.")
+
+
+class EgesConfig(WalkOptions, GraphOptions, _SideInfoOptions):
+    """EGES options: side information, the graph (as DeepWalk builds it) and walks, then skip-gram training."""
+
+    walk_length: Annotated[WalkLength, Field(ge=2)] = 20  # a walk of one node gives no pair
     window: int = Field(3, ge=1, description="Context: nodes up to this many steps apart in a walk are pairs.")
     # skip-gram training
     negatives: int = Field(5, ge=1, le=100, description="Negative items per positive pair.")
@@ -104,14 +98,6 @@ def _fields(frame: pd.DataFrame, config: EgesConfig) -> list[str]:
     if missing:
         raise InputError(f"side_info has no column {missing[0]!r} (from side_fields); columns: {', '.join(columns)}")
     return list(config.side_fields)
-
-
-def _match_ids(known: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Position in ``known`` of each of ``ids`` (-1 when absent); int and str ids compare as text."""
-    if (known.dtype.kind == "O") != (ids.dtype.kind == "O"):
-        known = known.astype(str).astype(object)
-        ids = ids.astype(str).astype(object)
-    return pd.Index(known).get_indexer(ids)
 
 
 def _value_csr(cells: list[list[str]], vocab: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -173,19 +159,14 @@ class EGES(Producer):
     def fit(self, inputs: Any, config: EgesConfig, progress: bool | None = None) -> Embeddings:
         """Train on the item graph (edges or interactions) and side_info; ``progress`` None draws
         a bar only when stderr is a terminal. ``Embeddings.state`` holds what ``infer`` needs."""
-        import sys
-
         import torch
-
-        from embstore.graph import build_graph
-        from embstore.walks import WalkConfig, random_walks
 
         graph = build_graph(inputs, config, self.name)
         if graph.n_edges == 0:
             raise InputError("eges: the item graph has no edges, so there is nothing to walk")
         frame = inputs.side_info()
         fields = _fields(frame, config)
-        row_of = _match_ids(frame["item_id"].to_numpy(), graph.ids)
+        row_of = positions(graph.ids, frame["item_id"].to_numpy(), mixed="text")
         missing = np.flatnonzero(row_of < 0)
         if missing.size:
             hint = ""
@@ -207,10 +188,7 @@ class EGES(Producer):
         if not fields:
             raise InputError("side_info: every side-information cell of the graph items is empty")
 
-        show = sys.stderr.isatty() if progress is None else progress
-        walks = random_walks(graph, WalkConfig(walk_length=config.walk_length, walks_per_node=config.walks_per_node,
-                                               start=config.start, weighted=config.weighted, seed=config.seed,
-                                               workers=config.walk_workers), progress=show)
+        walks = random_walks(graph, config.walk_config(seed=config.seed), progress=progress)
         centers, contexts = walk_pairs(walks, config.window)
         if centers.size == 0:
             raise InputError("eges: the walks give no pairs (every walk has a single node)")
@@ -251,7 +229,7 @@ class EGES(Producer):
             raise InputError(f"side_info has no column {absent[0]!r}, a field the model was trained on; "
                              f"columns: {', '.join(columns)}")
         ids = frame["item_id"].to_numpy()
-        known = _match_ids(state["ids"], ids)
+        known = positions(ids, state["ids"], mixed="text")
         vectors = np.zeros((ids.shape[0], state["id_vectors"].shape[1]), np.float32)
         warm = np.flatnonzero(known >= 0)
         cold = np.flatnonzero(known < 0)

@@ -36,7 +36,6 @@ may sum in a different order.
 
 from __future__ import annotations
 
-import sys
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -47,12 +46,14 @@ from pydantic import Field
 from embstore.config import PluginConfig
 from embstore.embeddings import Embeddings
 from embstore.errors import InputError
-from embstore.ids import plain
 from embstore.graph import Graph
 from embstore.hookspecs import hookimpl
+from embstore.ids import one_kind, plain, positions
+from embstore.linalg import unit_rows
 from embstore.producer import Producer
 from embstore.sampling import Neighbourhood, UnigramTable, walk_pairs
 from embstore.training import EpochLoop
+from embstore.walks import WalkConfig, random_walks
 
 
 class GraphSageConfig(PluginConfig):
@@ -291,13 +292,10 @@ def _embed_all(model, x, hood: Neighbourhood, config: GraphSageConfig, chunk_arc
             if i < len(model.layers) - 1:
                 h = torch.relu(h)
         out = h.numpy().astype(np.float32)
-    if config.normalize:
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        out = out / np.maximum(norms, 1e-12)
-    return out
+    return unit_rows(out) if config.normalize else out
 
 
-def _neighbourhood(graph: Graph, config: GraphSageConfig, progress: bool) -> Neighbourhood:
+def _neighbourhood(graph: Graph, config: GraphSageConfig, progress: bool | None) -> Neighbourhood:
     if config.sampler == "pinsage":
         return Neighbourhood.importance(graph, top=config.importance_top, walks_per_node=config.importance_walks,
                                         walk_length=config.importance_walk_length, seed=config.seed,
@@ -309,16 +307,13 @@ def _train(model, x, graph: Graph, hood: Neighbourhood, config: GraphSageConfig,
     import torch
     import torch.nn.functional as F
 
-    from embstore.walks import WalkConfig, random_walks
-
-    show = sys.stderr.isatty() if progress is None else progress
     walk_cfg = WalkConfig(walk_length=config.walk_length, walks_per_node=config.walks_per_node,
                           weighted=config.sampler == "weighted", seed=config.seed)
 
     def positives(epoch: int) -> tuple[np.ndarray, np.ndarray, int]:
         """Fresh walks every epoch (seeded by seed and epoch): pairs of distinct co-occurring nodes."""
         cfg = walk_cfg.model_copy(update={"seed": (config.seed << 16) + epoch})
-        walks = random_walks(graph, cfg, progress=show and epoch == 0)
+        walks = random_walks(graph, cfg, progress=progress if epoch == 0 else False)
         centers, contexts = walk_pairs(walks, config.window)
         differ = centers != contexts
         return centers[differ], contexts[differ], len(walks)
@@ -378,10 +373,7 @@ def _graph_and_features(edges, ids_f: np.ndarray, x, directed: bool) -> tuple[Gr
 def _check_features(ids_f: np.ndarray, edges) -> None:
     """No edge endpoint matches any feature id: almost always ids of different kinds."""
     ends = np.concatenate([edges["src"].to_numpy(), edges["dst"].to_numpy()])
-    a, b = ids_f, ends
-    if (a.dtype.kind == "O") != (b.dtype.kind == "O"):
-        a, b = a.astype(str), b.astype(str)
-    known = np.isin(b, a)
+    known = _isin(ends, ids_f)
     if not known.any():
         raise InputError(
             f"no node in edges has a features row (e.g. edge node {plain(ends[0])!r}; feature ids look like "
@@ -389,7 +381,7 @@ def _check_features(ids_f: np.ndarray, edges) -> None:
         )
     if not known.all():
         bad = ends[np.flatnonzero(~known)[0]]
-        count = np.unique(b[~known]).shape[0]
+        count = np.unique(ends[~known]).shape[0]
         raise InputError(f"features have no row for {count} node(s) in edges, e.g. {plain(bad)!r}; every node needs one")
 
 
@@ -416,11 +408,10 @@ class GraphSage(Producer):
             raise InputError("graphsage: the graph has no edges")
         norm = _normalizer(x, config.feature_norm)
         xn = _normalize(x, norm)
-        show = sys.stderr.isatty() if progress is None else progress
         with EpochLoop.threads(config.threads):
             torch.manual_seed(config.seed)  # dropout draws from torch's global generator
             model = _build_model(x.shape[1], config, torch.Generator().manual_seed(config.seed))
-            hood = _neighbourhood(graph, config, show)
+            hood = _neighbourhood(graph, config, progress)
             loop = _train(model, xn, graph, hood, config, progress)
             vectors = _embed_all(model, xn, hood, config)
         metrics = loop.metrics()
@@ -491,15 +482,12 @@ class GraphSage(Producer):
 
 
 def _isin(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    if (values.dtype.kind == "O") != (ids.dtype.kind == "O"):
-        values, ids = values.astype(str), ids.astype(str)
-    return np.isin(values, ids)
+    """Which of ``values`` are among the (unique) ``ids``; int and str ids compare as text."""
+    return positions(values, ids, mixed="text") >= 0
 
 
 def _concat_ids(parts: list[np.ndarray]) -> np.ndarray:
-    if len({p.dtype.kind == "O" for p in parts}) > 1:
-        parts = [p.astype(str).astype(object) for p in parts]
-    return np.concatenate(parts)
+    return np.concatenate(one_kind(parts))
 
 
 @hookimpl
