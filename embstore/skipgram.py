@@ -27,7 +27,6 @@ weights (Hogwild), so results vary from run to run.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 import zlib
 from typing import Annotated, Any, Iterator, Literal
@@ -38,6 +37,7 @@ from pydantic import Field
 
 from embstore.config import PluginConfig
 from embstore.errors import InputError
+from embstore.progress import new_bar, wanted
 from embstore.sequences import Sequences
 
 logger = logging.getLogger(__name__)
@@ -132,18 +132,14 @@ class _CodeCorpus:
         return int((-(-lengths // self.max_len)).sum())
 
 
-def _progress_callback(epochs: int, enabled: bool | None):
-    """A gensim callback: a tqdm bar over epochs on stderr, and the loss of each epoch."""
+def _progress_callback(epochs: int, progress: bool | None):
+    """A gensim callback: a bar over epochs on stderr, and the loss of each epoch."""
     from gensim.models.callbacks import CallbackAny2Vec
-    from tqdm.auto import tqdm
 
     class EpochProgress(CallbackAny2Vec):
         def __init__(self) -> None:
             self.losses: list[float] = []
-            self.bar = tqdm(
-                total=epochs, desc="skip-gram", unit="epoch", file=sys.stderr,
-                disable=None if enabled is None else not enabled,
-            )
+            self.bar = new_bar(epochs, "skip-gram", unit="epoch", enabled=wanted(progress))
 
         def on_epoch_begin(self, model) -> None:
             # gensim accumulates loss in float32 over the whole train() call, which

@@ -1,5 +1,5 @@
-"""The epoch loop torch producers share: thread count, a progress bar with the loss, and a
-fixed epoch budget with optional early stopping.
+"""The epoch loop torch producers share: a fixed epoch budget with optional early stopping,
+a progress bar with the loss, and the thread count.
 
     from embstore.training import EpochLoop
 
@@ -23,23 +23,22 @@ loop ends once the epoch loss has not improved on the best so far by more than
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from contextlib import contextmanager
 from typing import Iterator
+
+from embstore.progress import new_bar, wanted
 
 log = logging.getLogger(__name__)
 
 
 class EpochLoop:
+    """``epochs`` passes of ``batches_per_epoch`` batches each, with a bar named ``name``."""
+
     def __init__(self, name: str, epochs: int, batches_per_epoch: int, progress: bool | None = None,
                  patience: int | None = None, min_delta: float = 0.0):
-        from tqdm.auto import tqdm
-
         self.name, self.epochs, self.patience, self.min_delta = name, epochs, patience, min_delta
-        show = sys.stderr.isatty() if progress is None else bool(progress)
-        self.bar = tqdm(total=epochs * batches_per_epoch, desc=name, unit="batch", file=sys.stderr,
-                        disable=not show, leave=False, dynamic_ncols=True)
+        self.bar = new_bar(epochs * batches_per_epoch, name, unit="batch", enabled=wanted(progress))
         self.losses: list[float] = []
         self.epoch_seconds: list[float] = []
         self.stopped_early = False

@@ -33,6 +33,7 @@ import pydantic
 
 from embstore.errors import ConfigError, IntegrityError
 from embstore.hookspecs import hookimpl
+from embstore.linalg import unit_rows
 from embstore.retriever import Retriever, RetrieverConfig
 
 if TYPE_CHECKING:
@@ -80,14 +81,6 @@ def _faiss() -> Any:
 def default_nlist(n: int) -> int:
     """About 4*sqrt(n) lists, but at most n//39 so k-means has 39 points per centroid; at least 1."""
     return max(1, min(int(round(4 * math.sqrt(n))), n // 39))
-
-
-def _normalized(x: np.ndarray) -> np.ndarray:
-    """Unit-length copy of each row; zero rows stay zero (no NaN)."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    out = np.zeros_like(x)
-    np.divide(x, norms, out=out, where=norms > 0)
-    return out
 
 
 def _as_matrix(values: Any, what: str, dim: int | None = None) -> np.ndarray:
@@ -183,7 +176,7 @@ class FaissRetriever(Retriever):
         if n == 0 or d == 0:
             raise ValueError(f"cannot build an index from vectors of shape {x.shape}; need at least one row and column")
         if self.config.metric == "cosine":
-            x = _normalized(x)
+            x = unit_rows(x)
         cfg = self.config
         metric = self._metric_type()
         started = time.perf_counter()
@@ -228,7 +221,7 @@ class FaissRetriever(Retriever):
         k = int(k)
         q = _as_matrix(queries, "queries", dim=index.d)
         if self.config.metric == "cosine":
-            q = _normalized(q)
+            q = unit_rows(q)
         params = None
         if self.config.index == "hnsw":
             params = faiss.SearchParametersHNSW(efSearch=max(self.config.ef_search, k))

@@ -87,7 +87,7 @@ from embstore.config import PluginConfig
 from embstore.embeddings import Embeddings
 from embstore.errors import ConfigError, InputError
 from embstore.hookspecs import hookimpl
-from embstore.ids import plain
+from embstore.ids import plain, positions
 from embstore.inputs import split_multi
 from embstore.negatives import NegativeSampler
 from embstore.producer import Producer
@@ -394,7 +394,7 @@ class FactorizationMachine(Producer):
             kinds = {True: "strings", False: "integers"}
             raise InputError(f"{where}: item ids are {kinds[ids.dtype.kind == 'O']} but the model's are "
                              f"{kinds[trained.dtype.kind == 'O']}; they must name items the same way")
-        known = pd.Index(trained).get_indexer(ids)
+        known = positions(ids, trained)
         bags: list[list[tuple[int, float]]] = [[] for _ in range(len(ids))]
         start = state["side_start"]  # side-information codes follow the users' and items'
         for name in fields:

@@ -69,7 +69,6 @@ Options: see ``GBDTLeafConfig``.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -83,7 +82,9 @@ from embstore.config import PluginConfig
 from embstore.embeddings import Embeddings
 from embstore.errors import ConfigError, InputError
 from embstore.hookspecs import hookimpl
+from embstore.ids import plain
 from embstore.producer import Producer
+from embstore.progress import new_bar, wanted
 
 if TYPE_CHECKING:
     import lightgbm
@@ -262,7 +263,7 @@ def _ids(frame: pd.DataFrame, config: GBDTLeafConfig, where: str) -> np.ndarray:
     dup = pd.Series(ids).duplicated().to_numpy()
     if dup.any():
         row = int(np.flatnonzero(dup)[0])
-        value = ids[row].item() if hasattr(ids[row], "item") else ids[row]
+        value = plain(ids[row])
         raise InputError(
             f"{where}: column {config.id!r} data row {row + 1}: {value!r} is a duplicate id; each row is "
             "one entity (use id=null to embed rows by row number)"
@@ -333,7 +334,6 @@ def train_booster(prep: Prepared, config: GBDTLeafConfig,
                   progress: bool | None = None) -> tuple["lightgbm.Booster", dict[str, Any]]:
     """Train on the labelled rows (minus the validation share when early stopping)."""
     import lightgbm as lgb
-    from tqdm.auto import tqdm
 
     labelled = np.flatnonzero(~np.isnan(prep.y))
     valid = np.empty(0, dtype=np.int64)
@@ -356,8 +356,7 @@ def train_booster(prep: Prepared, config: GBDTLeafConfig,
         valid_sets.append(lgb.Dataset(prep.X.iloc[valid], label=prep.y[valid], reference=train_set))
         names.append("valid")
 
-    bar = tqdm(total=config.trees, desc="gbdt", unit="tree", file=sys.stderr,
-               disable=None if progress is None else not progress, leave=False, dynamic_ncols=True)
+    bar = new_bar(config.trees, "gbdt", unit="tree", enabled=wanted(progress))
     history: dict[str, dict[str, list[float]]] = {}
 
     def show(env) -> None:
