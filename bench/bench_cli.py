@@ -5,7 +5,7 @@
 Times, each in a fresh interpreter, the median of ``--repeat`` runs of:
 
 1. ``import feast`` as Feast does it (typeguard instruments its classes, torch is imported);
-2. Feast imported the way embstore does (``embstore.feast_store._import_feast``);
+2. Feast imported the way embstore does (``embstore.backends.feast_import.import_feast``);
 3. ``embstore --help`` (no Feast, no plugins' heavy libraries);
 4. ``embstore run item2vec`` on a tiny generated set (60 items), end to end: settings,
    registry, training, Feast offline and online writes, FAISS index.
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     py = sys.executable
     cli = str(Path(py).with_name("embstore"))
     plain = _seconds([py, "-c", "import feast"], args.repeat)
-    ours = _seconds([py, "-c", "from embstore.feast_store import _import_feast; _import_feast()"], args.repeat)
+    ours = _seconds([py, "-c", "from embstore.backends.feast_import import import_feast; import_feast()"], args.repeat)
     help_s = _seconds([cli, "--help"], args.repeat)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -143,13 +143,13 @@ def _drop_team(store, postgres_url: str) -> None:
         pass
     engine = sa.create_engine(postgres_url, poolclass=sa.pool.NullPool)
     with engine.begin() as conn:
-        for schema in (store.settings.schema_name, store.settings.feast_schema()):
+        for schema in (store.settings.schema_name, store.backend.feast_schema):
             conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
     engine.dispose()
 
 
 def drive(args) -> int:
-    from embstore.consistency import check_store
+    from embstore.ops.consistency import check_store
     from embstore.store import EmbeddingStore
 
     rng = random.Random(args.seed)

@@ -27,7 +27,7 @@ def register_retrievers(register: Callable[[type], None]) -> None:
 
 @hookspec
 def register_evaluators(register: Callable[[type], None]) -> None:
-    """Register Evaluator subclasses (embstore.evaluation): ``register(MyEvaluator)`` for each.
+    """Register Evaluator subclasses (embstore.evaluator): ``register(MyEvaluator)`` for each.
 
     An evaluator scores a published version (``evaluate(store, version, config) -> {metric: value}``);
     quality gates on those metrics decide whether an alias may move to the version."""

@@ -1,13 +1,9 @@
-"""A store's home and its config file, HOME/embstore.yaml.
+"""A store's home and its settings file, HOME/embstore.yaml, validated when read.
 
-Two backends, one switch (``backend``):
-
-- ``embedded`` (default, no server): SQLite registry file, Feast repo with a file
-  registry, parquet offline store and SQLite online store, all under HOME.
-- ``team``: the version registry and Feast's SQL registry on PostgreSQL
-  (``postgres_url``; embstore's tables in schema ``schema``, Feast's unprefixed
-  tables in ``<schema>_feast``), and Feast's online store on Redis (``redis_url``).
-  Vector files and indexes stay under HOME (a shared volume for many job hosts).
+``backend`` names the class that hosts the registries and the online store
+(embstore.backends): ``embedded`` (default, no server: files under HOME),
+``team`` (PostgreSQL + Redis), or a class path ``package.module:Class`` of a
+team's own. The other keys are read by the backend that uses them.
 """
 
 from __future__ import annotations
@@ -15,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pydantic
 import yaml
@@ -29,8 +25,10 @@ IDENT = re.compile(r"^[a-z][a-z0-9_]{0,50}$")
 
 
 class StoreSettings(PluginConfig):
-    backend: Literal["embedded", "team"] = pydantic.Field(
-        "embedded", description="embedded: files under HOME, no server; team: PostgreSQL + Redis"
+    backend: str = pydantic.Field(
+        "embedded", min_length=1,
+        description="embedded: files under HOME, no server; team: PostgreSQL + Redis; or a class path "
+                    "package.module:Class of an embstore.backends.Backend subclass"
     )
     registry_url: str | None = pydantic.Field(
         None, description="SQLAlchemy URL of the version registry (default: HOME/registry.db, or postgres_url for team)"
@@ -54,52 +52,16 @@ class StoreSettings(PluginConfig):
 
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True, validate_default=True, populate_by_name=True)
 
-    @pydantic.model_validator(mode="after")
-    def _team_needs_servers(self) -> "StoreSettings":
-        if self.backend == "team" and not (self.postgres_url and self.redis_url):
-            raise ValueError("backend 'team' needs postgres_url and redis_url")
-        for name in ("schema_name", "project"):
-            if not IDENT.match(getattr(self, name)):
-                raise ValueError(f"{name} {getattr(self, name)!r} must be lower-case letters, digits and '_'")
-        return self
-
-    def registry_url_for(self, home: Path) -> str:
-        if self.registry_url:
-            return self.registry_url
-        if self.backend == "team":
-            return with_search_path(self.postgres_url, self.schema_name)
-        return f"sqlite:///{home / 'registry.db'}"
-
-    def feast_schema(self) -> str:
-        return f"{self.schema_name}_feast"
+    @pydantic.field_validator("schema_name", "project")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not IDENT.match(value):
+            raise ValueError(f"{value!r} must be lower-case letters, digits and '_'")
+        return value
 
     def repo_path(self, home: Path) -> Path:
         repo = Path(self.feature_repo)
         return repo if repo.is_absolute() else home / repo
-
-
-def with_search_path(url: str, schema: str) -> str:
-    """The URL with libpq's search_path set, so unprefixed tables land in ``schema``."""
-    import sqlalchemy as sa
-
-    parsed = sa.engine.make_url(url)
-    return parsed.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-
-
-def redis_connection_string(url: str) -> str:
-    """Feast's redis form ``host:port[,db=N]`` from ``redis://host:port/N`` (or pass it through)."""
-    if "://" not in url:
-        return url
-    from urllib.parse import urlparse
-
-    parsed = urlparse(url)
-    out = f"{parsed.hostname or '127.0.0.1'}:{parsed.port or 6379}"
-    db = parsed.path.strip("/")
-    if db:
-        out += f",db={int(db)}"
-    if parsed.password:
-        out += f",password={parsed.password}"
-    return out
 
 
 def resolve_home(home: str | os.PathLike | None) -> Path:
@@ -123,8 +85,12 @@ def load_settings(home: Path) -> StoreSettings:
     return parse_config(StoreSettings, raw, str(path))
 
 
-def write_default_settings(home: Path, overrides: dict[str, Any] | None = None) -> StoreSettings:
-    settings = parse_config(StoreSettings, overrides or {}, "store settings")
+def parse_settings(values: dict[str, Any] | None) -> StoreSettings:
+    return parse_config(StoreSettings, values or {}, "store settings")
+
+
+def write_default_settings(home: Path, settings: StoreSettings) -> StoreSettings:
+    """Write ``settings`` as HOME/embstore.yaml unless the home has one already."""
     path = home / CONFIG_FILE
     if not path.exists():
         body = {k: v for k, v in settings.model_dump(by_alias=True).items() if v not in (None, [], {})}

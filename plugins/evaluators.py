@@ -37,7 +37,7 @@ class HitRateConfig(PluginConfig):
     path: Path = Field(description=(
         "held-out interactions, CSV or parquet with user_id,item_id,timestamp[,rating]: each user's last "
         "interaction (by time) is the target, the earlier ones are the history. Train the version without "
-        "those last interactions (embstore.evaluation has no part in that split; see leave_last_out)."))
+        "those last interactions (the evaluator has no part in that split; see leave_last_out)."))
     k: int = Field(10, ge=1, description="length of the recommended list")
     history: int = Field(20, ge=1, description="the most recent history items averaged into the user's query vector")
     min_rating: float | None = Field(None, description="drop interactions rated below this before splitting")
@@ -257,7 +257,7 @@ class DriftConfig(PluginConfig):
 
 
 class Drift(Evaluator):
-    """Drift against what an alias serves now (embstore.alignment.drift_report; the full report is
+    """Drift against what an alias serves now (embstore.versions.drift.drift_report; the full report is
     also stored in this version's ``drift`` metrics).
 
     Metrics: ``drift_mean_cosine`` (shared ids, after rotation; absent when the dimension changed,

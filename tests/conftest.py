@@ -60,7 +60,7 @@ def drop_team_store(store) -> None:
     store.close()
     engine = sa.create_engine(POSTGRES_URL, poolclass=sa.pool.NullPool)
     with engine.begin() as conn:
-        for schema in (store.settings.schema_name, store.settings.feast_schema()):
+        for schema in (store.settings.schema_name, store.backend.feast_schema):
             conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
     engine.dispose()
 

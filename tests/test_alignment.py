@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import clustered_embeddings
-from embstore.alignment import AlignmentError, procrustes
+from embstore.versions.alignment import AlignmentError, procrustes
 from embstore.cli import cli
 from embstore.demo_data import planted_interactions
 from embstore.embeddings import Embeddings

@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import embstore.store as store_module
+import embstore.versions.publishing as publishing_module
 from conftest import clustered_embeddings
 from embstore.cli import cli
-from embstore.consistency import check_store
+from embstore.ops.consistency import check_store
 from embstore.errors import EmbstoreError, PublishError
 from embstore.store import EmbeddingStore
 
@@ -160,14 +160,14 @@ def team(servers, tmp_path):
 
 def _stop_at(monkeypatch, step: str, stop) -> None:
     """Stop a server right after ``step`` of the next publish (the crash tests' hook, in-process)."""
-    real = store_module._fault_after
+    real = publishing_module.fault_after
 
     def hook(done: str) -> None:
         real(done)
         if done == step:
             stop()
 
-    monkeypatch.setattr(store_module, "_fault_after", hook)
+    monkeypatch.setattr(publishing_module, "fault_after", hook)
 
 
 def _one_clean_line(exc: BaseException) -> str:

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from conftest import BACKENDS, drop_team_store, team_settings
-from embstore.consistency import check_store
+from embstore.ops.consistency import check_store
 from embstore.embeddings import Embeddings
 from embstore.store import EmbeddingStore
 

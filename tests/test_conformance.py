@@ -382,7 +382,7 @@ def test_not_a_producer_class():
 @pytest.fixture(scope="module")
 def exact(tmp_path_factory):
     """The retriever `embstore plugin new --kind retriever` writes: exact numpy search."""
-    from embstore.scaffold import scaffold
+    from embstore.ops.scaffold import scaffold
 
     target = scaffold("kit_exact", "retriever", tmp_path_factory.mktemp("scaffold"))
     path = target / "src" / "embstore_kit_exact" / "__init__.py"

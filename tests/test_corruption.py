@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from conftest import clustered_embeddings
 from embstore.cli import cli
-from embstore.consistency import check_store
+from embstore.ops.consistency import check_store
 from embstore.errors import IntegrityError
 from embstore.store import EmbeddingStore
 
@@ -150,7 +150,7 @@ def test_checker_finds_feast_and_registry_disagreements(home):
     assert result.exit_code == 0 and result.output.startswith("ok: "), result.output
 
     # the online store serves other vectors for one id of v1
-    from embstore.storage import offline_frame
+    from embstore.backends.files import offline_frame
 
     wrong = clustered_embeddings(seed=9)
     frame = offline_frame(wrong.validated(), "item_id", store.resolve("items@1").created_at).iloc[[5]]

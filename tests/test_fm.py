@@ -111,7 +111,7 @@ def test_user_to_item_recall_through_the_store(store, tmp_path):
 def test_align_to_rotates_users_and_items_together(store, tmp_path):
     """A retrained fm lands on the previous coordinates, and <user, item> -- the model's logit --
     is unchanged: one rotation for both sets."""
-    from embstore.alignment import AlignmentError
+    from embstore.versions.alignment import AlignmentError
 
     path, _ = planted(tmp_path)
     config = {"epochs": 15, "dim": 8}

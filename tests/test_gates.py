@@ -16,7 +16,7 @@ from embstore.cli import cli
 from embstore.demo_data import planted_interactions
 from embstore.embeddings import Embeddings
 from embstore.errors import ConfigError, PluginError
-from embstore.evaluation import EvaluationError, Gate, GateError, parse_evaluate_arg
+from embstore.versions.gates import EvaluationError, Gate, GateError, parse_evaluate_arg
 from embstore.plugins import get_registry
 
 
@@ -164,7 +164,7 @@ def test_an_evaluator_that_fails_leaves_the_alias(store, tmp_path):
 def test_a_team_evaluator_through_the_hook(store, monkeypatch, tmp_path):
     (tmp_path / "team_eval.py").write_text(textwrap.dedent('''
         from embstore.config import PluginConfig
-        from embstore.evaluation import Evaluator
+        from embstore.evaluator import Evaluator
         from embstore.hookspecs import hookimpl
 
         class NormConfig(PluginConfig):

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from conftest import clustered_embeddings
 from embstore.errors import ConfigError, NotFoundError
-from embstore.timeline import live_versions
+from embstore.versions.joins import live_versions
 
 
 @given(

@@ -10,9 +10,10 @@ from alembic.script import ScriptDirectory
 import pytest
 
 from conftest import POSTGRES_URL
-from embstore import registry as reg
+from embstore.backends import registry as reg
+from embstore.backends import schema
 from embstore.models import Base
-from embstore.settings import with_search_path
+from embstore.backends.team import with_search_path
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -33,26 +34,26 @@ def db_url(request, tmp_path):
 
 
 def test_single_head():
-    heads = ScriptDirectory.from_config(reg.alembic_config()).get_heads()
+    heads = ScriptDirectory.from_config(schema.alembic_config()).get_heads()
     assert len(heads) == 1
 
 
 def test_upgrade_from_empty_and_downgrade_back(db_url):
-    reg.ensure_pg_schema(db_url)
-    engine = reg.make_engine(db_url)
-    reg.upgrade(engine)
-    assert reg.current_revision(engine) == reg.head_revision()
+    schema.ensure_pg_schema(db_url)
+    engine = schema.make_engine(db_url)
+    schema.upgrade(engine)
+    assert schema.current_revision(engine) == schema.head_revision()
     tables = set(sa.inspect(engine).get_table_names())
     assert {"embstore_sets", "embstore_versions", "embstore_aliases", "embstore_alias_history"} <= tables
-    reg.downgrade(engine, "base")
+    schema.downgrade(engine, "base")
     assert set(sa.inspect(engine).get_table_names()) <= {"embstore_alembic_version"}
     engine.dispose()
 
 
 def test_models_match_the_migrated_schema(db_url):
-    reg.ensure_pg_schema(db_url)
-    engine = reg.make_engine(db_url)
-    reg.upgrade(engine)
+    schema.ensure_pg_schema(db_url)
+    engine = schema.make_engine(db_url)
+    schema.upgrade(engine)
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"version_table": "embstore_alembic_version"})
         diff = compare_metadata(ctx, Base.metadata)
@@ -73,9 +74,9 @@ def test_opening_a_registry_upgrades_it_and_keeps_data(db_url):
 def test_a_store_at_0001_upgrades_to_head_keeping_its_data(db_url):
     """A registry written by the first schema (before 0002 added versions.aligned_to) opens at head
     with every set, version, alias and alias move intact."""
-    reg.ensure_pg_schema(db_url)
-    engine = reg.make_engine(db_url)
-    reg.upgrade(engine, "0001_initial")
+    schema.ensure_pg_schema(db_url)
+    engine = schema.make_engine(db_url)
+    schema.upgrade(engine, "0001_initial")
     now = "2026-01-02 03:04:05+00:00"
     with engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO embstore_sets (name, entity, producer, created_at) "
@@ -96,11 +97,11 @@ def test_a_store_at_0001_upgrades_to_head_keeping_its_data(db_url):
                 "INSERT INTO embstore_alias_history (set_id, alias, version_id, previous_version_id, action, "
                 "moved_at) VALUES (:set, 'prod', :v, :p, :a, :t)"),
                 {"set": set_id, "v": vid[v], "p": vid.get(prev), "a": action, "t": now})
-    assert reg.current_revision(engine) == "0001_initial"
+    assert schema.current_revision(engine) == "0001_initial"
     engine.dispose()
 
     r = reg.Registry(db_url)  # opening upgrades to head
-    assert reg.current_revision(r.engine) == reg.head_revision() != "0001_initial"
+    assert schema.current_revision(r.engine) == schema.head_revision() != "0001_initial"
     versions = r.versions("items")
     assert [(v.number, v.status, v.dim, v.count, v.config, v.metrics, v.aligned_to) for v in versions] == [
         (1, "published", 8, 100, {"dim": 8}, {"loss": 0.5}, None),

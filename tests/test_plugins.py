@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from embstore.cli import cli
 from embstore.errors import PluginError
-from embstore.plugins import PluginRegistry, get_registry
+from embstore.catalogue import PluginCatalogue, catalogue
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -22,11 +22,11 @@ def _fresh_registry(monkeypatch):
     monkeypatch.delenv("EMBSTORE_PLUGINS", raising=False)
     yield
     monkeypatch.delenv("EMBSTORE_PLUGINS", raising=False)
-    get_registry(reload=True)
+    catalogue(reload=True)
 
 
 def test_builtins_come_through_the_entry_point_group():
-    reg = PluginRegistry()
+    reg = PluginCatalogue()
     assert reg.producer("item2vec").name == "item2vec"
     assert reg.retriever("faiss").name == "faiss"
     assert reg.plugins["item2vec"].source == "entry point"
@@ -35,10 +35,10 @@ def test_builtins_come_through_the_entry_point_group():
 
 def test_development_override_loads_modules(monkeypatch):
     monkeypatch.setenv("EMBSTORE_PLUGINS", "dev_plugins.two_roles")
-    reg = PluginRegistry()
+    reg = PluginCatalogue()
     info = reg.plugins["dev_plugins.two_roles"]
     assert (info.source, info.version, info.producers) == ("EMBSTORE_PLUGINS", "0.0.1", ["two_roles"])
-    get_registry(reload=True)
+    catalogue(reload=True)
     result = CliRunner().invoke(cli, ["plugins", "--json"])
     listed = {p["name"]: p for p in json.loads(result.output)}
     assert listed["dev_plugins.two_roles"]["producers"] == ["two_roles"]
@@ -56,17 +56,17 @@ def test_development_override_loads_modules(monkeypatch):
 def test_plugin_errors_are_clear(monkeypatch, module, message):
     monkeypatch.setenv("EMBSTORE_PLUGINS", module)
     with pytest.raises(PluginError, match=message):
-        PluginRegistry()
+        PluginCatalogue()
 
 
 def test_unknown_producer_lists_installed():
     with pytest.raises(PluginError, match=r"unknown producer 'nope' \(installed: .*item2vec"):
-        PluginRegistry().producer("nope")
+        PluginCatalogue().producer("nope")
 
 
 def test_multi_role_producer_publishes_sets_and_moves_aliases_together(store, monkeypatch, tmp_path):
     monkeypatch.setenv("EMBSTORE_PLUGINS", "dev_plugins.two_roles")
-    get_registry(reload=True)
+    catalogue(reload=True)
     path = tmp_path / "i.csv"
     pd.DataFrame({"user_id": [1, 1, 2], "item_id": ["a", "b", "a"], "timestamp": [1, 2, 3]}).to_csv(path, index=False)
     published = store.run("two_roles", "fm", {"interactions": path}, promote="prod")
@@ -80,6 +80,6 @@ def test_multi_role_producer_publishes_sets_and_moves_aliases_together(store, mo
 
 def test_trace_switch_prints_hook_calls(capsys, monkeypatch):
     monkeypatch.setenv("EMBSTORE_TRACE_PLUGINS", "1")
-    PluginRegistry()
+    PluginCatalogue()
     err = capsys.readouterr().err
     assert "register_producers" in err and "register_retrievers" in err

@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from embstore.cli import cli
-from embstore.scaffold import names_for, scaffold
+from embstore.ops.scaffold import names_for, scaffold
 from embstore.testing import make_inputs
 
 

@@ -70,8 +70,10 @@ def test_health_and_openapi_describe_every_endpoint(served):
         "/api/sets/{ref}/recall/user", "/api/sets/{ref}/recall/vector", "/api/sets/{ref}/vectors",
     }
     assert "404" in paths["/api/sets/{ref}/similar"]["get"]["responses"]
-    docs = client.get("/docs").text  # a plain page: FastAPI's Swagger UI would load assets from a CDN
-    assert "GET /api/sets/{ref}/similar" in docs and "UserRecallIn" in docs and "https://" not in docs
+    docs = client.get("/docs").text  # FastAPI's Swagger UI, its assets served by this app (no CDN)
+    assert "https://" not in docs and client.get("/static-offline-docs/swagger-ui-bundle.js").status_code == 200
+    spec = client.get(docs.split("url: '", 1)[1].split("'", 1)[0]).json()  # what the page renders
+    assert "get" in spec["paths"]["/api/sets/{ref}/similar"] and "UserRecallIn" in spec["components"]["schemas"]
 
 
 def test_sets_lists_latest_and_aliases(served):

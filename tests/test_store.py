@@ -254,8 +254,8 @@ def test_importing_feast_leaves_typeguard_working_for_user_code(tmp_path):
     code = (
         "import typeguard\n"
         "real = typeguard.typechecked\n"
-        "from embstore.feast_store import _import_feast\n"
-        "_import_feast()\n"
+        "from embstore.backends.feast_import import import_feast\n"
+        "import_feast()\n"
         "import sys, feast, feast.torch_wrapper\n"
         "assert typeguard.typechecked is real\n"
         "assert 'torch' not in sys.modules  # Feast's torch import waits for first use\n"

@@ -19,7 +19,7 @@ import numpy as np
 import pydantic
 from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from embstore.errors import (
@@ -30,7 +30,10 @@ from embstore.errors import (
     IntegrityError,
     NotFoundError,
     UnknownIdsError,
+    first_line,
 )
+from embstore.ids import typed_id
+from embstore.linalg import unit_rows
 from embstore.refs import Ref
 
 log = logging.getLogger("embstore.server")
@@ -150,18 +153,6 @@ def metric_of(v) -> str:
     return str((v.retriever_config or {}).get("metric", "cosine"))
 
 
-def typed_id(version, raw: Any) -> Any:
-    """An id from a URL or JSON as the set stores it (int for integer sets when it parses)."""
-    if version.id_type == "int64" and not isinstance(raw, int):
-        try:
-            return int(str(raw).strip())
-        except ValueError:
-            return raw
-    if version.id_type != "int64" and not isinstance(raw, str):
-        return str(raw)
-    return raw
-
-
 class Service:
     """What the routes share: the store, metadata per set and the limits."""
 
@@ -177,7 +168,7 @@ class Service:
     def similar(self, ref: str, item_id: Any, k: int, exclude: list | None = None) -> RecallOut:
         self.check_k(k)
         v = self.store.resolve(ref)
-        query = typed_id(v, item_id)
+        query = typed_id(v.id_type, item_id)
         res = self.store.recall(v, ids=[query], k=k, exclude=exclude or None)[0]
         return RecallOut(ref=v.ref, metric=metric_of(v), query=query, ids=res.ids, scores=res.scores)
 
@@ -206,8 +197,7 @@ class Service:
                 raise UnknownIdsError(f"none of the {len(body.recent_ids)} recent ids are in {v.ref}", missing)
             matrix = got.matrix.astype(np.float64)
             if metric_of(v) == "cosine":
-                norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-                matrix = np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
+                matrix = unit_rows(matrix)
             vector = matrix.mean(axis=0)
             if body.exclude_recent:
                 exclude += got.ids
@@ -220,7 +210,7 @@ class Service:
                     f"user set {user_version.ref} has dimension {user_version.dim}, {v.ref} has {v.dim}; "
                     "user and item vectors must share one space"
                 )
-            vector = self.store.vectors(user_version, [typed_id(user_version, body.user_id)]).matrix[0]
+            vector = self.store.vectors(user_version, [typed_id(user_version.id_type, body.user_id)]).matrix[0]
         return self.vector_recall(v.ref, vector, body.k, exclude, version=v, missing=missing)
 
     def vectors(self, ref: str, body: VectorsIn) -> VectorsOut:
@@ -322,7 +312,7 @@ def _error_status(exc: EmbstoreError) -> tuple[int, str]:
 
 def _embstore_error(_request: Request, exc: EmbstoreError) -> JSONResponse:
     status, code = _error_status(exc)
-    body: dict[str, Any] = {"error": code, "message": str(exc).splitlines()[0] if str(exc) else code}
+    body: dict[str, Any] = {"error": code, "message": first_line(exc) if str(exc) else code}
     if isinstance(exc, UnknownIdsError):
         body["missing"] = list(exc.missing)
     return JSONResponse(body, status_code=status)
@@ -407,7 +397,9 @@ def create_app(store, metadata: dict | None = None, *, max_k: int = DEFAULT_MAX_
     """The ASGI app over an open ``EmbeddingStore``; ``metadata`` maps set name -> Metadata."""
     from contextlib import asynccontextmanager
 
-    from embstore.server.explorer import api_reference, explorer_router, static_app
+    from fastapi_offline import FastAPIOffline
+
+    from embstore.server.explorer import explorer_router, static_app
 
     service = Service(store, metadata, max_k)
     warmer = Warmer(store, warm_interval)
@@ -420,7 +412,7 @@ def create_app(store, metadata: dict | None = None, *, max_k: int = DEFAULT_MAX_
         yield
         warmer.stop()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # FastAPI with Swagger UI (/docs) and ReDoc (/redoc) served from local assets
         title="embstore",
         summary="Recall over embedding versions, and an explorer page to judge them.",
         description=(
@@ -430,8 +422,6 @@ def create_app(store, metadata: dict | None = None, *, max_k: int = DEFAULT_MAX_
         ),
         version=_version(),
         lifespan=lifespan,
-        docs_url=None,  # Swagger UI and ReDoc load their assets from a CDN; /docs is served offline below
-        redoc_url=None,
     )
     app.state.service = service
     app.state.warmer = warmer
@@ -445,10 +435,6 @@ def create_app(store, metadata: dict | None = None, *, max_k: int = DEFAULT_MAX_
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
         return RedirectResponse("/explorer")
-
-    @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
-    def docs() -> HTMLResponse:
-        return HTMLResponse(api_reference(app.openapi()))
 
     return app
 

@@ -12,8 +12,6 @@ suggestions and submit on change. Nothing is fetched from the internet.
 
 from __future__ import annotations
 
-import json
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,10 @@ import numpy as np
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from embstore.caching import LRU
 from embstore.errors import EmbstoreError, NotFoundError, UnknownIdsError
+from embstore.ids import plain_list, typed_id
+from embstore.linalg import unit_rows
 
 HERE = Path(__file__).resolve().parent
 HIST_DEFAULT = 300
@@ -74,13 +75,8 @@ class Projection:
     def project(self, vectors: np.ndarray) -> np.ndarray:
         x = np.asarray(vectors, dtype=np.float64)
         if self.cosine:
-            x = _unit(x)
+            x = unit_rows(x)
         return (x - self.mean) @ self.components.T
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
 
 
 def pca_projection(vectors: np.ndarray, sample: int, cosine: bool, seed: int = MAP_SEED) -> Projection:
@@ -89,7 +85,7 @@ def pca_projection(vectors: np.ndarray, sample: int, cosine: bool, seed: int = M
     rows = np.sort(rng.choice(n, size=min(sample, n), replace=False))
     x = np.asarray(vectors[rows], dtype=np.float64)
     if cosine:
-        x = _unit(x)
+        x = unit_rows(x)
     mean = x.mean(axis=0)
     centred = x - mean
     _, s, vt = np.linalg.svd(centred, full_matrices=False)
@@ -104,24 +100,12 @@ class Projections:
     """Projections cached per version (a version never changes once published)."""
 
     def __init__(self, size: int = 8):
-        self._cache: dict[tuple, Projection] = {}
-        self._lock = threading.Lock()
-        self.size = size
+        self._cache = LRU(size)
 
     def get(self, store, version, sample: int) -> Projection:
         cosine = str(version.retriever_config.get("metric", "cosine")) == "cosine"
         key = (version.storage_path, sample, cosine)
-        with self._lock:
-            hit = self._cache.get(key)
-        if hit is not None:
-            return hit
-        loaded = _loaded(version)
-        proj = pca_projection(loaded.vectors, sample, cosine)
-        with self._lock:
-            if len(self._cache) >= self.size:
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[key] = proj
-        return proj
+        return self._cache.get_or_build(key, lambda: pca_projection(store.load(version).vectors, sample, cosine))
 
 
 # -- pictures -------------------------------------------------------------------
@@ -182,13 +166,6 @@ def scatter(coords: np.ndarray, categories: list[str], labels: list[str], highli
 # -- the page ---------------------------------------------------------------------
 
 
-def _loaded(version):
-    """The version's ids and (memory-mapped) vectors, from the same per-process cache the store uses."""
-    from embstore import storage
-
-    return storage.load_vectors(Path(version.storage_path), version.checksums)
-
-
 def _fmt_score(s: float) -> str:
     return f"{s:.4f}"
 
@@ -218,13 +195,11 @@ class Explorer:
 
     def find_item(self, version, meta, q: str, item_id: str | None) -> tuple[Any, list[tuple[Any, str]], str | None]:
         """(the item id or None, other matches, a message). ``id`` wins while ``q`` still names it."""
-        from embstore.server.app import typed_id
-
-        loaded = _loaded(version)
+        loaded = self.store.load(version)
         known = lambda i: loaded.rows([i])[0].size > 0  # noqa: E731
         q = (q or "").strip()
         if item_id not in (None, ""):
-            tid = typed_id(version, item_id)
+            tid = typed_id(version.id_type, item_id)
             label = meta.label(tid) if meta else None
             if not q or q in (str(tid), label):
                 if known(tid):
@@ -232,7 +207,7 @@ class Explorer:
                 return None, [], f"id {tid!r} is not in {version.ref}"
         if not q:
             return None, [], None
-        tid = typed_id(version, q)
+        tid = typed_id(version.id_type, q)
         if known(tid):
             return tid, [], None
         matches = meta.search(q, limit=8, allowed=known) if meta else []
@@ -306,10 +281,10 @@ class Explorer:
         return _env().get_template("explorer.html").render(**ctx)
 
     def examples(self, version, meta, n: int = 6) -> list[dict]:
-        loaded = _loaded(version)
+        loaded = self.store.load(version)
         rng = np.random.default_rng(1)
         rows = rng.choice(len(loaded.ids), size=min(n, len(loaded.ids)), replace=False)
-        ids = [loaded.ids[r].item() if hasattr(loaded.ids[r], "item") else loaded.ids[r] for r in rows]
+        ids = plain_list(loaded.ids[rows])
         return [{"id": i, "label": (meta.label(i) if meta else None) or str(i)} for i in ids]
 
     def comparison(self, version, meta, compare: str, item, k: int, top: list, top_scores: list) -> dict:
@@ -339,7 +314,7 @@ class Explorer:
 
     def map(self, version, meta, color: str | None, item, top: list, sample: int) -> dict:
         proj = self.projections.get(self.store, version, sample)
-        loaded = _loaded(version)
+        loaded = self.store.load(version)
         sample_ids = loaded.ids[proj.rows].tolist()
         if meta and color:
             cats = meta.categories(color)
@@ -374,55 +349,17 @@ class Explorer:
         return geometry
 
     def suggest(self, ref: str, q: str, limit: int) -> list[dict]:
-        from embstore.server.app import typed_id
-
         version = self.store.resolve(ref)
         meta = self.meta(version.set)
-        loaded = _loaded(version)
+        loaded = self.store.load(version)
         known = lambda i: loaded.rows([i])[0].size > 0  # noqa: E731
         out = []
-        tid = typed_id(version, q.strip())
+        tid = typed_id(version.id_type, q.strip())
         if q.strip() and known(tid):
             out.append({"id": tid, "label": (meta.label(tid) if meta else None) or str(tid)})
         if meta:
             out += [{"id": i, "label": lab} for i, lab in meta.search(q, limit=limit, allowed=known) if i != tid]
         return out[:limit]
-
-
-def _schema_type(schema: dict) -> str:
-    if "$ref" in schema:
-        return schema["$ref"].rsplit("/", 1)[-1]
-    if "anyOf" in schema:
-        return " | ".join(_schema_type(s) for s in schema["anyOf"])
-    if schema.get("type") == "array":
-        return f"list[{_schema_type(schema.get('items', {}))}]"
-    return str(schema.get("type", "any"))
-
-
-def api_reference(spec: dict) -> str:
-    """The OpenAPI description as a plain page (FastAPI's /docs would load Swagger UI from a CDN)."""
-    components = spec.get("components", {}).get("schemas", {})
-    ops = []
-    for path, methods in spec.get("paths", {}).items():
-        for method, op in methods.items():
-            params = [{"name": p["name"], "in": p["in"], "required": p.get("required", False),
-                       "type": _schema_type(p.get("schema", {})), "description": p.get("description", "")}
-                      for p in op.get("parameters", [])]
-            body = None
-            ref = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
-            if "$ref" in ref:
-                name = ref["$ref"].rsplit("/", 1)[-1]
-                model = components.get(name, {})
-                required = set(model.get("required", []))
-                body = {"name": name, "description": model.get("description", ""), "fields": [
-                    {"name": f, "type": _schema_type(s), "required": f in required,
-                     "default": json.dumps(s["default"]) if "default" in s else "",
-                     "description": s.get("description", "")}
-                    for f, s in model.get("properties", {}).items()]}
-            responses = [(code, r.get("description", "")) for code, r in op.get("responses", {}).items()]
-            ops.append({"id": op.get("operationId", ""), "method": method, "path": path,
-                        "summary": op.get("summary", ""), "params": params, "body": body, "responses": responses})
-    return _env().get_template("api.html").render(info=spec.get("info", {}), openapi=spec.get("openapi"), ops=ops)
 
 
 def explorer_router(service) -> APIRouter:

@@ -10,9 +10,7 @@ Layout under HOME/sets/<set>/v<N>/:
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from embstore.caching import LRU
 from embstore.embeddings import Embeddings
 from embstore.errors import IntegrityError
 
@@ -131,8 +130,8 @@ class LoadedVectors:
         return np.asarray(rows, dtype=np.int64), missing
 
 
-_cache: dict[tuple, LoadedVectors] = {}
-_cache_lock = threading.Lock()
+_loaded = LRU(32)
+_verified = LRU(256)
 
 
 def _file_state(directory: Path, checksums: dict[str, str], names: list[str]) -> tuple:
@@ -152,24 +151,15 @@ def load_vectors(directory: Path, checksums: dict[str, str]) -> LoadedVectors:
         key = _file_state(directory, checksums, [VECTORS, IDS])
     except FileNotFoundError as exc:
         raise IntegrityError(f"{exc.filename} is missing; the version's files were removed or moved") from None
-    with _cache_lock:
-        hit = _cache.get(key)
-    if hit is not None:
-        return hit
-    verify(directory, checksums, [IDS, VECTORS])
-    ids_col = pq.read_table(directory / IDS).column("id")
-    ids = ids_col.to_numpy() if pa.types.is_integer(ids_col.type) else np.asarray(ids_col.to_pylist(), dtype=object)
-    vectors = np.load(vpath, mmap_mode="r")
-    row_of = {k: i for i, k in enumerate(ids.tolist())}
-    loaded = LoadedVectors(ids=ids, vectors=vectors, row_of=row_of)
-    with _cache_lock:
-        if len(_cache) > 32:
-            _cache.clear()
-        _cache[key] = loaded
-    return loaded
 
+    def load() -> LoadedVectors:
+        verify(directory, checksums, [IDS, VECTORS])
+        ids_col = pq.read_table(directory / IDS).column("id")
+        ids = ids_col.to_numpy() if pa.types.is_integer(ids_col.type) else np.asarray(ids_col.to_pylist(), dtype=object)
+        vectors = np.load(vpath, mmap_mode="r")
+        return LoadedVectors(ids=ids, vectors=vectors, row_of={k: i for i, k in enumerate(ids.tolist())})
 
-_verified: set[tuple] = set()
+    return _loaded.get_or_build(key, load)
 
 
 def verify_once(directory: Path, checksums: dict[str, str], names: list[str]) -> None:
@@ -183,10 +173,13 @@ def verify_once(directory: Path, checksums: dict[str, str], names: list[str]) ->
         return
     verify(directory, checksums, names)
     if key is not None:
-        with _cache_lock:
-            if len(_verified) > 256:
-                _verified.clear()
-            _verified.add(key)
+        _verified.put(key, True)
+
+
+def read_offline(directory: Path, checksums: dict[str, str]) -> pd.DataFrame:
+    """The version's offline rows (Feast's source file), checksum verified."""
+    verify(directory, checksums, [OFFLINE])
+    return pq.read_table(directory / OFFLINE).to_pandas()
 
 
 _OFFLINE_COLUMNS = {"event_timestamp", "created_timestamp", "row", "embedding"}
@@ -224,7 +217,3 @@ def read_state(directory: Path, checksums: dict[str, str], producer_cls):
     names = [k for k in checksums if k.startswith(STATE_DIR + "/")]
     verify(directory, checksums, names)
     return producer_cls.load_state(directory / STATE_DIR)
-
-
-def write_json(path: Path, payload: dict) -> None:
-    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))

@@ -1,4 +1,4 @@
-"""``embstore plugin new NAME``: write an installable plugin package a team can start from.
+"""Plugin scaffolding: write an installable plugin package a team can start from (``embstore plugin new``).
 
     embstore plugin new covisit                       # ./embstore-covisit, a producer
     embstore plugin new exact --kind retriever --dir plugins/
@@ -7,7 +7,7 @@ The package has a pyproject.toml with the ``embstore`` entry point, the plugin
 module (a working producer or retriever to replace), tests that run the
 conformance kit (``embstore.testing``) and a README. From Python::
 
-    from embstore.scaffold import scaffold
+    from embstore.ops.scaffold import scaffold
     scaffold("covisit", kind="producer", parent="work")   # -> Path("work/embstore-covisit")
 
 Templates live in ``embstore/scaffold-templates/`` (``string.Template``, ``$name``).
@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-
-import click
 
 from embstore.errors import PluginError
 
@@ -71,13 +69,13 @@ def names_for(name: str, kind: str = "producer") -> dict[str, str]:
 
 def _taken(name: str, kind: str) -> bool:
     """Is a plugin of this kind and name already installed? (A clash would break every start.)"""
-    from embstore.plugins import get_registry
+    from embstore.catalogue import catalogue
 
     try:
-        registry = get_registry()
+        installed = catalogue()
     except Exception:  # a broken environment is not this command's business
         return False
-    return name in (registry.producers if kind == "producer" else registry.retrievers)
+    return name in (installed.producers if kind == "producer" else installed.retrievers)
 
 
 def _render(template: str, values: dict[str, str]) -> str:
@@ -130,29 +128,3 @@ def scaffold(name: str, kind: str = "producer", parent: str | Path = ".") -> Pat
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
     return target
-
-
-@click.group()
-def plugin() -> None:
-    """Write plugins: scaffold a producer or retriever package for your team."""
-
-
-@plugin.command("new")
-@click.argument("name")
-@click.option("--kind", type=click.Choice(KINDS), default="producer", show_default=True,
-              help="what the plugin provides")
-@click.option("--dir", "directory", type=click.Path(file_okay=False), default=".", show_default=True,
-              help="parent directory; the package is written to DIR/embstore-NAME")
-def new(name: str, kind: str, directory: str) -> None:
-    """Write an installable plugin package for NAME (a working skeleton, tests, README)."""
-    target = scaffold(name, kind, directory)
-    names = names_for(name, kind)
-    click.echo(f"wrote {kind} plugin {name!r} to {target}")
-    for path in sorted(p for p in target.rglob("*") if p.is_file()):
-        click.echo(f"  {path.relative_to(target)}")
-    click.echo("next:")
-    click.echo(f"  cd {target}")
-    click.echo("  pip install -e '.[test]'     # into the environment where embstore is installed")
-    click.echo(f"  embstore plugins              # {name} should be listed")
-    click.echo("  pytest                        # runs the conformance kit on it")
-    click.echo(f"  edit src/{names['module']}/__init__.py (guide: embstore's docs/plugins.md)")

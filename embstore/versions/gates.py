@@ -27,26 +27,22 @@ fails its gate.
 
 from __future__ import annotations
 
-import abc
-import json
 import math
 import operator
 import re
-import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping
-
-import click
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from embstore.config import PluginConfig, parse_cli_value, parse_config
 from embstore.errors import ConfigError, EmbstoreError, NotFoundError, PluginError
-from embstore.evaluator import Evaluator
+from embstore.evaluator import Evaluator, StoreView
+from embstore.refs import check_alias_name
 
 if TYPE_CHECKING:
-    from embstore.embeddings import Embeddings
-    from embstore.registry import VersionInfo
-    from embstore.store import EmbeddingStore
+    from embstore.backends.registry import Registry
+    from embstore.catalogue import PluginCatalogue
+    from embstore.refs import VersionInfo
 
 
 class EvaluationError(EmbstoreError):
@@ -226,11 +222,10 @@ class Checks:
         return bool(self.evaluators or self.gates)
 
     @classmethod
-    def prepare(cls, evaluate: Any = None, gates: Any = None) -> "Checks":
-        """From ``{name: config}``, ``["name:k=v,..."]`` or [(name, config)] and gate strings;
-        unknown evaluators, bad configs and malformed gates are one ConfigError/PluginError."""
-        from embstore.plugins import get_registry
-
+    def prepare(cls, evaluate: Any = None, gates: Any = None, catalogue: "PluginCatalogue | None" = None) -> "Checks":
+        """From ``{name: config}``, ``["name:k=v,..."]`` or [(name, config)] and gate strings, with
+        the evaluators looked up in ``catalogue``; unknown evaluators, bad configs and malformed
+        gates are one ConfigError/PluginError."""
         if isinstance(gates, str):
             gates = [gates]
         parsed_gates = tuple(Gate.parse(g) for g in gates or ())
@@ -239,9 +234,10 @@ class Checks:
         runs = []
         items = _evaluate_items(evaluate)
         if items:
-            registry = get_registry()
+            if catalogue is None:
+                raise ConfigError("evaluators need the plugin catalogue to be looked up in")
             for name, config in items:
-                ecls = registry.evaluator(name)
+                ecls = catalogue.evaluator(name)
                 runs.append(EvaluatorRun(name, ecls, parse_config(ecls.Config, config, f"evaluator {name!r}")))
         return cls(tuple(runs), parsed_gates)
 
@@ -249,13 +245,76 @@ class Checks:
 # -- running them ------------------------------------------------------------
 
 
-def _alias_now(store: "EmbeddingStore", set_name: str, alias: str | None) -> str:
-    if not alias:
-        return "no alias was to move"
-    try:
-        return f"{set_name}@{alias} still points at {store.resolve(f'{set_name}@{alias}').ref}"
-    except NotFoundError:
-        return f"{set_name}@{alias} was not created"
+class Gatekeeper:
+    """Runs a published version's evaluators, stores their metrics and the gate results, and moves
+    the alias only when every gate passes. Evaluators are handed ``host``, the store's read API
+    (embstore.evaluator.StoreView); the gatekeeper itself only writes metrics and aliases."""
+
+    def __init__(self, registry: "Registry", host: StoreView):
+        self.registry = registry
+        self.host = host
+
+    def alias_now(self, set_name: str, alias: str | None) -> str:
+        if not alias:
+            return "no alias was to move"
+        try:
+            return f"{set_name}@{alias} still points at {self.registry.resolve(f'{set_name}@{alias}').ref}"
+        except NotFoundError:
+            return f"{set_name}@{alias} was not created"
+
+    def evaluate(self, version: "VersionInfo", checks: Checks, promote: str | None = None) -> "VersionInfo":
+        """Run the evaluators on a published version, store their metrics and the gate results,
+        then move ``promote`` to it if every gate passes; GateError (alias untouched) if not."""
+        if promote:
+            check_alias_name(promote)
+        record = {"evaluators": [r.as_dict() for r in checks.evaluators]}
+        checked_at = datetime.now(timezone.utc).isoformat()
+        evaluation = self.run_evaluators(version, checks, record, promote, checked_at)
+        results = check_gates(checks.gates, evaluation, version.metrics)
+        passed = all(r.passed for r in results)
+        updated = self.registry.extend_metrics(version.set, version.number, {
+            **record, "evaluation": evaluation,
+            "gates": {"passed": passed, "alias": promote, "checked_at": checked_at,
+                      "results": [r.as_dict() for r in results], "error": None},
+        })
+        if not passed:
+            failed = "; ".join(r.line() for r in results if not r.passed)
+            raise GateError(
+                f"{version.ref} failed its quality gate(s): {failed}. {version.ref} is published but not promoted; "
+                f"{self.alias_now(version.set, promote)}",
+                updated, results, promote,
+            )
+        if promote:
+            return self.registry.promote(version.ref, promote)
+        return updated
+
+    def run_evaluators(self, version: "VersionInfo", checks: Checks, record: dict, promote: str | None,
+                       checked_at: str) -> dict[str, float | None]:
+        evaluation: dict[str, float | None] = {}
+        produced_by: dict[str, str] = {}
+        for run in checks.evaluators:
+            try:
+                got = _clean(run.name, run.cls().evaluate(self.host, version, run.config))
+            except Exception as exc:
+                message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, EmbstoreError) else str(exc)
+                self.registry.extend_metrics(version.set, version.number, {
+                    **record, "evaluation": evaluation,
+                    "gates": {"passed": False, "alias": promote, "checked_at": checked_at, "results": [],
+                              "error": f"evaluator {run.name!r} failed: {message}"},
+                })
+                raise EvaluationError(
+                    f"evaluator {run.name!r} failed on {version.ref}: {message.splitlines()[0] if message else ''}; "
+                    f"{version.ref} is published but not promoted ({self.alias_now(version.set, promote)})"
+                ) from exc
+            for key in got:
+                if key in produced_by:
+                    raise EvaluationError(
+                        f"evaluators {produced_by[key]!r} and {run.name!r} both produce metric {key!r}; "
+                        f"{version.ref} is published but not promoted ({self.alias_now(version.set, promote)})"
+                    )
+                produced_by[key] = run.name
+            evaluation.update(got)
+        return evaluation
 
 
 def _clean(name: str, metrics: Any) -> dict[str, float | None]:
@@ -272,116 +331,3 @@ def _clean(name: str, metrics: Any) -> dict[str, float | None]:
                 raise PluginError(f"evaluator {name!r} returned {key}={value!r}; metrics must be finite")
         out[str(key)] = value
     return out
-
-
-def evaluate_version(store: "EmbeddingStore", version: "VersionInfo", checks: Checks,
-                     promote: str | None = None) -> "VersionInfo":
-    """Run the evaluators on a published version, store their metrics and the gate results,
-    then move ``promote`` to it if every gate passes; GateError (alias untouched) if not."""
-    if promote:
-        from embstore.refs import check_alias_name
-
-        check_alias_name(promote)
-    evaluation: dict[str, float | None] = {}
-    produced_by: dict[str, str] = {}
-    checked_at = datetime.now(timezone.utc).isoformat()
-    record = {"evaluators": [r.as_dict() for r in checks.evaluators]}
-    for run in checks.evaluators:
-        try:
-            got = _clean(run.name, run.cls().evaluate(store, version, run.config))
-        except Exception as exc:
-            message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, EmbstoreError) else str(exc)
-            store.registry.extend_metrics(version.set, version.number, {
-                **record, "evaluation": evaluation,
-                "gates": {"passed": False, "alias": promote, "checked_at": checked_at, "results": [],
-                          "error": f"evaluator {run.name!r} failed: {message}"},
-            })
-            raise EvaluationError(
-                f"evaluator {run.name!r} failed on {version.ref}: {message.splitlines()[0] if message else ''}; "
-                f"{version.ref} is published but not promoted ({_alias_now(store, version.set, promote)})"
-            ) from exc
-        for key in got:
-            if key in produced_by:
-                raise EvaluationError(
-                    f"evaluators {produced_by[key]!r} and {run.name!r} both produce metric {key!r}; "
-                    f"{version.ref} is published but not promoted ({_alias_now(store, version.set, promote)})"
-                )
-            produced_by[key] = run.name
-        evaluation.update(got)
-    results = check_gates(checks.gates, evaluation, version.metrics)
-    passed = all(r.passed for r in results)
-    updated = store.registry.extend_metrics(version.set, version.number, {
-        **record, "evaluation": evaluation,
-        "gates": {"passed": passed, "alias": promote, "checked_at": checked_at,
-                  "results": [r.as_dict() for r in results], "error": None},
-    })
-    if not passed:
-        failed = "; ".join(r.line() for r in results if not r.passed)
-        raise GateError(
-            f"{version.ref} failed its quality gate(s): {failed}. {version.ref} is published but not promoted; "
-            f"{_alias_now(store, version.set, promote)}",
-            updated, results, promote,
-        )
-    if promote:
-        return store.promote(version.ref, promote)
-    return updated
-
-
-def publish_gated(store: "EmbeddingStore", set_name: str, embeddings: "Embeddings", *, evaluate: Any,
-                  gates: Any, promote: str | None, **publish_options: Any) -> "VersionInfo":
-    """``publish`` with evaluators and gates: publish without moving an alias, then ``evaluate_version``."""
-    checks = Checks.prepare(evaluate, gates)
-    if promote:
-        from embstore.refs import check_alias_name
-
-        check_alias_name(promote)
-    version = store.publish(set_name, embeddings, promote=None, **publish_options)
-    return evaluate_version(store, version, checks, promote)
-
-
-# -- CLI ---------------------------------------------------------------------
-
-
-def echo_results(version: "VersionInfo") -> None:
-    """Print a version's stored evaluation and gate results (to stderr: stdout stays the ref)."""
-    evaluation = version.metrics.get("evaluation") or {}
-    for key in sorted(evaluation):
-        value = evaluation[key]
-        click.echo(f"  {key:<28} {'n/a' if value is None else f'{value:.6g}'}", err=True)
-    for r in (version.metrics.get("gates") or {}).get("results", []):
-        click.echo(f"  gate {r['gate']:<24} {r['status']}", err=True)
-
-
-@click.command("evaluate")
-@click.argument("ref")
-@click.option("--evaluate", "evaluate", multiple=True, metavar="NAME:KEY=VALUE,...",
-              help="evaluator and its config, e.g. hit_rate:path=heldout.csv,k=10 (repeatable)")
-@click.option("--gate", "gates", multiple=True, metavar="METRIC>=X", help="quality gate, e.g. 'hr@10>=0.05' (repeatable)")
-@click.option("--promote", help="alias to move to REF if every gate passes")
-@click.option("--json", "as_json", is_flag=True, help="print the evaluation and gate results as JSON")
-@click.pass_obj
-def evaluate_command(state, ref: str, evaluate, gates, promote, as_json: bool) -> None:
-    """Evaluate the published version REF, check gates, and move --promote only if all pass.
-
-    A failed gate prints why (metric, value, threshold) and exits 1."""
-    store = state.store()
-    checks = Checks.prepare(list(evaluate), list(gates))
-    version = store.resolve(ref)
-    try:
-        done = evaluate_version(store, version, checks, promote)
-    except GateError as exc:
-        if as_json:
-            click.echo(json.dumps({"ref": exc.version.ref, "evaluation": exc.version.metrics.get("evaluation"),
-                                   "gates": exc.version.metrics.get("gates")}, default=str))
-        raise
-    if as_json:
-        click.echo(json.dumps({"ref": done.ref, "aliases": list(done.aliases),
-                               "evaluation": done.metrics.get("evaluation"), "gates": done.metrics.get("gates")},
-                              default=str))
-        return
-    click.echo(done.ref + (f" (now {done.set}@{promote})" if promote else ""))
-    echo_results(store.resolve(done.ref))
-    sys.stdout.flush()
-
-
-cmd = evaluate_command

@@ -23,28 +23,29 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from typing import TYPE_CHECKING, Any, Sequence
 
-import click
+import numpy as np
 
+from embstore.embeddings import Embeddings
 from embstore.errors import ConfigError, EmbeddingsError
+from embstore.ids import positions
+from embstore.linalg import unit_rows
+from embstore.refs import check_set_name
+from embstore.versions.gates import Checks
+from embstore.versions.publishing import Provenance, PublishRequest
 
 if TYPE_CHECKING:
-    from embstore.embeddings import Embeddings
-    from embstore.registry import VersionInfo
-    from embstore.store import EmbeddingStore
+    from embstore.refs import VersionInfo
+    from embstore.versions.publishing import Publisher
+    from embstore.versions.reader import VersionReader
 
 PRODUCER = "compose"
 
 
-def compose_embeddings(store: "EmbeddingStore", refs: Sequence[str], weights: Sequence[float] | None = None,
+def compose_embeddings(reader: "VersionReader", refs: Sequence[str], weights: Sequence[float] | None = None,
                        *, normalize: bool = False) -> tuple[Embeddings, list["VersionInfo"], list[float]]:
     """The composite vectors of ``refs`` (not yet published), the pinned source versions and weights."""
-    import numpy as np
-    from embstore.embeddings import Embeddings
-    import pandas as pd
-
     refs = [str(r) for r in refs]
     if len(refs) < 2:
         raise ConfigError(f"compose needs at least two source refs, got {len(refs)}")
@@ -55,7 +56,7 @@ def compose_embeddings(store: "EmbeddingStore", refs: Sequence[str], weights: Se
         raise ConfigError(f"{len(weights)} weights for {len(refs)} sources; give one weight per source (or none)")
     if any(not np.isfinite(w) or w <= 0 for w in weights):
         raise ConfigError(f"weights must be positive finite numbers, got {weights}")
-    sources = [store.resolve(r) for r in refs]
+    sources = [reader.resolve(r) for r in refs]
     pinned = [v.ref for v in sources]
     if len(set(pinned)) != len(pinned):
         raise ConfigError(f"a source version appears twice: {pinned}")
@@ -66,12 +67,12 @@ def compose_embeddings(store: "EmbeddingStore", refs: Sequence[str], weights: Se
                 f"{v.ref} holds {v.entity!r} ({v.id_type} ids) but {first.ref} holds {first.entity!r} "
                 f"({first.id_type} ids); composed sources must share entity and id type"
             )
-    loaded = [store._loaded(v) for v in sources]
+    loaded = [reader.load(v) for v in sources]
     ids = loaded[0].ids
     keep = np.ones(len(ids), dtype=bool)
     rows = []
     for part in loaded:
-        r = pd.Index(part.ids).get_indexer(ids)
+        r = positions(ids, part.ids)
         keep &= r >= 0
         rows.append(r)
     if not keep.any():
@@ -80,8 +81,7 @@ def compose_embeddings(store: "EmbeddingStore", refs: Sequence[str], weights: Se
     for part, r, w in zip(loaded, rows, weights):
         block = np.asarray(part.vectors[r[keep]], dtype=np.float32)
         if normalize:
-            norms = np.linalg.norm(block, axis=1, keepdims=True)
-            block = block / np.where(norms > 0, norms, 1.0)
+            block = unit_rows(block)
         blocks.append(block * np.float32(w))
     metrics = {
         "composite": {
@@ -97,18 +97,15 @@ def compose_embeddings(store: "EmbeddingStore", refs: Sequence[str], weights: Se
     return emb, sources, weights
 
 
-def compose(store: "EmbeddingStore", set_name: str, refs: Sequence[str], weights: Sequence[float] | None = None,
-            *, normalize: bool = False, promote: str | None = None, retriever: str | None = None,
-            retriever_config: Any = None, align_to: str | None = None, evaluate: Any = None,
-            gates: Any = None) -> "VersionInfo":
+def compose(reader: "VersionReader", publisher: "Publisher", set_name: str, refs: Sequence[str],
+            weights: Sequence[float] | None = None, *, normalize: bool = False, promote: str | None = None,
+            retriever: str | None = None, retriever_config: Any = None, align_to: str | None = None,
+            checks: Checks = Checks()) -> "VersionInfo":
     """Publish the composite of ``refs`` as the next version of ``set_name`` (see the module docstring)."""
     from embstore import __version__
-    from embstore.evaluation import Checks
-    from embstore.refs import check_set_name
 
     check_set_name(set_name)
-    checks = Checks.prepare(evaluate, gates)
-    emb, sources, weights = compose_embeddings(store, refs, weights, normalize=normalize)
+    emb, sources, weights = compose_embeddings(reader, refs, weights, normalize=normalize)
     if set_name in {v.set for v in sources}:
         raise ConfigError(f"set {set_name!r} cannot be composed from its own versions")
     pinned = [v.ref for v in sources]
@@ -117,39 +114,7 @@ def compose(store: "EmbeddingStore", set_name: str, refs: Sequence[str], weights
     fingerprint = hashlib.sha256(json.dumps(
         [[v.ref, v.checksums.get("vectors.npy"), w] for v, w in zip(sources, weights)] + [normalize]
     ).encode()).hexdigest()
-    return store.publish(set_name, emb, producer=PRODUCER, plugin="embstore", plugin_version=__version__,
-                         config=config, input_fingerprint=fingerprint, entity=sources[0].entity, promote=promote,
-                         retriever=retriever, retriever_config=retriever_config, align_to=align_to,
-                         evaluate=checks or None)
-
-
-# -- CLI ---------------------------------------------------------------------
-
-
-@click.command("compose")
-@click.argument("name")
-@click.argument("refs", nargs=-1, required=True)
-@click.option("--weight", "weights", multiple=True, type=float, help="weight of each REF, in order (default 1 each)")
-@click.option("--normalize", is_flag=True, help="scale each part's vectors to unit length before weighting")
-@click.option("--promote", help="alias to move to the new version, e.g. prod")
-@click.option("--align-to", "align_to", help="rotate onto this version first: prev, an alias (prod) or a ref")
-@click.option("--evaluate", "evaluate", multiple=True, metavar="NAME:KEY=VALUE,...", help="evaluator and config (repeatable)")
-@click.option("--gate", "gates", multiple=True, metavar="METRIC>=X", help="quality gate before --promote (repeatable)")
-@click.option("--retriever-config", "retriever_config", multiple=True, metavar="KEY=VALUE", help="retriever config")
-@click.option("--json", "as_json", is_flag=True, help="print the version as JSON")
-@click.pass_obj
-def compose_command(state, name: str, refs, weights, normalize, promote, align_to, evaluate, gates,
-                    retriever_config, as_json) -> None:
-    """Publish set NAME as the concatenation of REF REF ... (ids: their intersection); prints its ref."""
-    from embstore.config import parse_key_values
-
-    version = state.store().compose(
-        name, list(refs), list(weights) or None, normalize=normalize, promote=promote, align_to=align_to,
-        evaluate=list(evaluate), gates=list(gates),
-        retriever_config=parse_key_values(retriever_config, "--retriever-config"),
-    )
-    click.echo(json.dumps(version.as_dict(), default=str) if as_json else version.ref)
-    sys.stdout.flush()
-
-
-cmd = compose_command
+    provenance = Provenance(PRODUCER, "embstore", __version__, config, fingerprint)
+    return publisher.publish(PublishRequest(set_name, emb, provenance, entity=sources[0].entity, promote=promote,
+                                            retriever=retriever, retriever_config=retriever_config,
+                                            align_to=align_to, checks=checks))

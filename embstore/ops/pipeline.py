@@ -1,4 +1,4 @@
-"""Pipeline files: the sets a materialization job builds, in one YAML file.
+"""Pipeline files: the sets a materialization job builds, in one YAML file, validated before anything runs.
 
     embstore pipeline nightly.yaml            # validate everything, then build set after set
     embstore pipeline nightly.yaml --check    # validate only
@@ -34,22 +34,20 @@ relative to the pipeline file.
 
 from __future__ import annotations
 
-import json
-import sys
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import click
 import pydantic
 
-from embstore.errors import ConfigError, EmbstoreError, InputError, PluginError
+from embstore.errors import ConfigError, EmbstoreError, InputError, PluginError, first_line
 
 if TYPE_CHECKING:
-    from embstore.evaluation import Checks
-    from embstore.registry import VersionInfo
+    from embstore.catalogue import PluginCatalogue
+    from embstore.refs import VersionInfo
     from embstore.store import EmbeddingStore
+    from embstore.versions.gates import Checks
 
 
 class StepSpec(pydantic.BaseModel):
@@ -123,15 +121,15 @@ def _relative_to(base: Path, config_cls: type, values: dict[str, Any] | None) ->
     return out
 
 
-def load_pipeline(path: str | Path) -> list[Step]:
-    """Read and validate a pipeline file completely; nothing is trained or stored."""
+def load_pipeline(path: str | Path, catalogue: "PluginCatalogue") -> list[Step]:
+    """Read and validate a pipeline file completely against the plugins in ``catalogue``;
+    nothing is trained or stored."""
     import yaml
 
     from embstore.config import parse_config
-    from embstore.evaluation import Checks
     from embstore.inputs import Inputs, InputSpec
-    from embstore.plugins import get_registry
     from embstore.refs import Ref, check_alias_name, check_set_name
+    from embstore.versions.gates import Checks
 
     path = Path(path)
     try:
@@ -148,7 +146,6 @@ def load_pipeline(path: str | Path) -> list[Step]:
         extra = f" ({len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
         raise ConfigError(f"{path}: {where}: {err['msg']}{extra}") from None
     base = path.resolve().parent
-    registry = get_registry()
     steps = []
     for n, s in enumerate(spec.sets, 1):
         where = f"{path}: step {n} ({s.set})"
@@ -158,11 +155,11 @@ def load_pipeline(path: str | Path) -> list[Step]:
                 check_alias_name(s.promote)
             evaluate = {}
             for name, config in s.evaluate.items():
-                evaluate[name] = _relative_to(base, registry.evaluator(name).Config, config)
-            checks = Checks.prepare(evaluate, s.gates)
+                evaluate[name] = _relative_to(base, catalogue.evaluator(name).Config, config)
+            checks = Checks.prepare(evaluate, s.gates, catalogue)
             inputs = None
             if s.producer is not None:
-                cls = registry.producer(s.producer)
+                cls = catalogue.producer(s.producer)
                 parse_config(cls.Config, s.config, f"producer {s.producer!r}")
                 unknown = set(s.columns) - set(s.inputs)
                 if unknown:
@@ -178,7 +175,7 @@ def load_pipeline(path: str | Path) -> list[Step]:
                 for ref in s.compose or ():
                     Ref.parse(ref)
             if s.retriever:
-                registry.retriever(s.retriever)
+                catalogue.retriever(s.retriever)
         except (ConfigError, PluginError, InputError) as exc:
             raise type(exc)(f"{where}: {exc}") from None
         steps.append(Step(s, checks, inputs))
@@ -201,13 +198,13 @@ def run_pipeline(store: "EmbeddingStore", path: str | Path, *, keep_going: bool 
     """Validate the file, then run its steps in order; returns each step's outcome.
 
     Stops at the first failing step (later steps get no outcome) unless ``keep_going``."""
-    steps = load_pipeline(path)
+    steps = load_pipeline(path, store.catalogue)
     outcomes = []
     for step in steps:
         try:
             result = step.run(store)
         except EmbstoreError as exc:
-            outcome = Outcome(step.spec.set, False, [], str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            outcome = Outcome(step.spec.set, False, [], first_line(exc))
             gate_version = getattr(exc, "version", None)
             if gate_version is not None:
                 outcome.refs = [gate_version.ref]
@@ -223,38 +220,3 @@ def run_pipeline(store: "EmbeddingStore", path: str | Path, *, keep_going: bool 
         if echo:
             echo(outcome)
     return outcomes
-
-
-@click.command("pipeline")
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--check", is_flag=True, help="validate the file (plugins, configs, inputs, gates) and run nothing")
-@click.option("--keep-going", is_flag=True, help="run the remaining steps after a step fails (exit status is still 1)")
-@click.option("--json", "as_json", is_flag=True, help="print one JSON object per step")
-@click.pass_obj
-def pipeline_command(state, file: str, check: bool, keep_going: bool, as_json: bool) -> None:
-    """Build the sets a pipeline FILE names, in order: train or compose, evaluate, gate, promote.
-
-    Prints one line per step; a failed step (a failed gate included) prints why and exits 1."""
-    if check:
-        steps = load_pipeline(file)
-        for step in steps:
-            what = f"producer {step.spec.producer}" if step.spec.producer else f"compose {', '.join(step.spec.compose)}"
-            gates = f", gates {', '.join(map(str, step.checks.gates))}" if step.checks.gates else ""
-            click.echo(f"ok  {step.spec.set}: {what}{gates}" + (f" -> {step.spec.promote}" if step.spec.promote else ""))
-        return
-
-    def echo(outcome: Outcome) -> None:
-        if as_json:
-            click.echo(json.dumps(outcome.as_dict()))
-        elif outcome.ok:
-            click.echo(" ".join(outcome.refs))
-        else:
-            click.echo(f"error: {outcome.set}: {outcome.error}", err=True)
-        sys.stdout.flush()
-
-    outcomes = run_pipeline(state.store(), file, keep_going=keep_going, echo=echo)
-    if not all(o.ok for o in outcomes):
-        sys.exit(1)
-
-
-cmd = pipeline_command

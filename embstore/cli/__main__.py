@@ -1,0 +1,5 @@
+"""``python -m embstore.cli``: the embstore command."""
+
+from embstore.cli import main
+
+main()

@@ -1,0 +1,282 @@
+"""Publishing a version: all or nothing, one method per step, from one request object.
+
+    request = PublishRequest("items", embeddings, Provenance("item2vec", ...), promote="prod")
+    publisher.publish(request)
+
+Steps, in order: validate → files (ids.parquet, vectors.npy, model state) → offline
+(Feast's parquet source) → feast_apply (the version's FeatureView) → online (Feast's
+online store) → index (the retriever's files) → publish (mark published and move the
+alias in one registry transaction). Every file's sha256 is recorded. If any step
+fails, or the process is killed, the version is marked failed (a killed publisher's
+version when the store is next opened), no alias moves and ``collect`` (``embstore
+gc``) removes its leftovers. With evaluators or gates in the request, the version is
+published without moving the alias, then the gates decide (embstore.versions.gates).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+import numpy as np
+
+from embstore.backends import files
+from embstore.config import PluginConfig, parse_config
+from embstore.embeddings import Embeddings
+from embstore.errors import ConfigError, EmbstoreError, PublishError, first_line
+from embstore.ids import id_type_of
+from embstore.producer import Producer
+from embstore.progress import Steps, bar
+from embstore.refs import VersionInfo, check_alias_name, check_set_name
+from embstore.versions.alignment import PreAligned, align_for_publish
+from embstore.versions.gates import Checks
+
+if TYPE_CHECKING:
+    from embstore.backends.feature_repo import FeatureRepo
+    from embstore.backends.registry import Registry
+    from embstore.catalogue import PluginCatalogue
+    from embstore.versions.gates import Gatekeeper
+    from embstore.versions.reader import VersionReader
+
+STEPS = ("validate", "files", "offline", "feast_apply", "online", "index", "publish")
+FAULT_ENV = "EMBSTORE_FAULT_AFTER"  # test hook: "step" or "step:raise"; kills the process after that step
+
+
+def fault_after(step: str) -> None:
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    target, _, mode = spec.partition(":")
+    if target == step:
+        if mode == "raise":
+            raise RuntimeError(f"injected fault after step {step!r}")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a version's vectors came from, recorded with it."""
+
+    producer: str = "external"
+    plugin: str = "external"
+    plugin_version: str = "unknown"
+    config: Mapping[str, Any] = field(default_factory=dict)
+    input_fingerprint: str | None = None
+
+
+@dataclass(frozen=True)
+class PublishRequest:
+    """Everything one publish needs. ``retriever_config`` is a mapping (merged over the store's
+    defaults) or an already validated config; ``align_to`` is 'prev', an alias, a number, a ref,
+    or PreAligned when the caller rotated the vectors itself; ``checks`` are evaluators and gates."""
+
+    set_name: str
+    embeddings: Embeddings
+    provenance: Provenance = Provenance()
+    entity: str = "item_id"
+    promote: str | None = None
+    retriever: str | None = None
+    retriever_config: Mapping[str, Any] | PluginConfig | None = None
+    align_to: str | PreAligned | None = None
+    checks: Checks = Checks()
+
+
+class Publisher:
+    """Publishes versions into the registry, the version files, Feast and the index."""
+
+    def __init__(self, registry: "Registry", feast: "FeatureRepo", plugins: Callable[[], "PluginCatalogue"],
+                 reader: "VersionReader", gates: "Gatekeeper", sets_dir: Path, *, retriever: str,
+                 retriever_config: Mapping[str, Any], progress: bool):
+        self.registry, self.feast, self.plugins, self.reader, self.gates = registry, feast, plugins, reader, gates
+        self.sets_dir = sets_dir
+        self.default_retriever, self.default_retriever_config = retriever, dict(retriever_config)
+        self.progress = progress
+
+    def retriever_for(self, name: str | None, config: Mapping[str, Any] | PluginConfig | None):
+        """The retriever class and validated config for a new version (the store's default
+        retriever's settings apply under the given config)."""
+        name = name or self.default_retriever
+        rcls = self.plugins().retriever(name)
+        if isinstance(config, PluginConfig):
+            return rcls, config
+        merged = {**self.default_retriever_config, **dict(config or {})} if name == self.default_retriever \
+            else dict(config or {})
+        return rcls, parse_config(rcls.Config, merged, f"retriever {name!r}")
+
+    def publish(self, request: PublishRequest) -> VersionInfo:
+        check_set_name(request.set_name)
+        if request.promote:
+            check_alias_name(request.promote)
+        if not request.checks:
+            return Publication(self, request).run()
+        version = Publication(self, replace(request, promote=None, checks=Checks())).run()
+        return self.gates.evaluate(version, request.checks, request.promote)
+
+    def rematerialize(self, version: VersionInfo) -> int:
+        """Rewrite a published version's online rows from its checksummed offline file (after the
+        online store lost them); returns the rows written."""
+        frame = files.read_offline(Path(version.storage_path), version.checksums)
+        with bar(len(frame), f"online store {version.ref}", unit="rows", enabled=self.progress) as b:
+            self.feast.restore_online(version.feature_view, frame, progress=b.update)
+        return len(frame)
+
+    def producer_class(self, name: str) -> type[Producer]:
+        return self.plugins().producers.get(name, Producer)
+
+    def collect(self) -> list[str]:
+        """Remove the files and Feast views of failed versions; published data is never touched."""
+        self.registry.reap_dead_builders()
+        removed = []
+        for set_name in self.registry.set_names():
+            for v in self.registry.versions(set_name):
+                if v.status != "failed" or v.step == "collected":
+                    continue
+                self.feast.delete_version(set_name, v.number)
+                if v.storage_path and Path(v.storage_path).exists():
+                    shutil.rmtree(v.storage_path)
+                self.registry.update_version(set_name, v.number, step="collected")
+                removed.append(v.ref)
+        return removed
+
+
+class Publication:
+    """One version on its way to published: ``run`` takes it through STEPS, one method each."""
+
+    def __init__(self, publisher: Publisher, request: PublishRequest):
+        self.p, self.request = publisher, request
+        self.checksums: dict[str, str] = {}
+
+    def run(self) -> VersionInfo:
+        self.prepare()  # everything that can be refused is refused before a version number exists
+        self.version = self.p.registry.begin_version(
+            self.set_name, self.request.entity, self.provenance.producer, self.provenance.plugin,
+            self.provenance.plugin_version, dict(self.provenance.config), self.rcls.name,
+            self.rcfg.model_dump(mode="json"), self.provenance.input_fingerprint,
+        )
+        self.number = self.version.number
+        self.directory = self.p.sets_dir / self.set_name / f"v{self.number}"
+        steps = Steps(STEPS, f"publish {self.set_name}@{self.number}", enabled=self.p.progress)
+        try:
+            for step in STEPS:
+                result = getattr(self, f"step_{step}")()
+                steps.done(step)
+                if step != "publish":
+                    fault_after(step)
+            return result
+        except BaseException as exc:
+            error = self.failed(exc)
+            if error is exc:
+                raise
+            raise error from exc
+        finally:
+            steps.close()
+
+    @property
+    def set_name(self) -> str:
+        return self.request.set_name
+
+    @property
+    def provenance(self) -> Provenance:
+        return self.request.provenance
+
+    def prepare(self) -> None:
+        r = self.request
+        if not r.entity.isidentifier():
+            raise ConfigError(f"entity {r.entity!r} must be a column name like item_id")
+        self.emb = r.embeddings.validated()  # bad vectors: one clear error, nothing stored
+        self.aligned_to = None
+        if isinstance(r.align_to, PreAligned):  # rotated by the caller, with the sets it belongs with
+            self.aligned_to = r.align_to.ref
+        elif r.align_to:
+            self.emb, self.aligned_to = align_for_publish(self.p.reader, r.set_name, self.emb, r.align_to)
+        self.rcls, self.rcfg = self.p.retriever_for(r.retriever, r.retriever_config)
+        self.id_type = id_type_of(self.emb.ids)
+        self.p.feast.check_entity(r.entity, self.id_type)
+
+    def record(self, step: str, **fields: Any) -> None:
+        self.p.registry.update_version(self.set_name, self.number, step=step, **fields)
+
+    def step_validate(self) -> None:
+        if self.directory.exists():  # leftovers of an earlier failed attempt under this number
+            shutil.rmtree(self.directory)
+        self.directory.mkdir(parents=True)
+        self.record("validate", id_type=self.id_type, dim=self.emb.dim, count=len(self.emb),
+                    storage_path=str(self.directory))
+
+    def step_files(self) -> None:
+        self.checksums.update(files.write_vectors(self.directory, self.emb))
+        if self.emb.state is not None:
+            producer = self.p.producer_class(self.provenance.producer)
+            self.checksums.update(files.write_state(self.directory, self.emb.state, producer))
+        self.record("files", checksums=self.checksums)
+
+    def step_offline(self) -> None:
+        self.frame = files.offline_frame(self.emb, self.request.entity, self.version.created_at)
+        self.checksums.update(files.write_offline(self.directory, self.frame))
+        self.record("offline", checksums=self.checksums)
+
+    def step_feast_apply(self) -> None:
+        self.feature_view = self.p.feast.apply_version(
+            self.set_name, self.number, self.request.entity, self.id_type, self.directory / files.OFFLINE,
+            dict(self.emb.extras))
+        self.record("feast_apply", feature_view=self.feature_view)
+
+    def step_online(self) -> None:
+        with bar(len(self.frame), "online store", unit="rows", enabled=self.p.progress) as b:
+            self.p.feast.write_online(self.feature_view, self.frame, progress=b.update)
+        del self.frame
+        self.record("online")
+
+    def step_index(self) -> None:
+        index = self.rcls(self.rcfg)
+        index.build(self.emb.vectors)
+        index_dir = self.directory / files.INDEX_DIR
+        index_dir.mkdir()
+        for path in index.save(index_dir):
+            relative = str(Path(path).resolve().relative_to(self.directory.resolve()))
+            self.checksums[relative] = files.sha256_file(Path(path))
+        self.record("index", checksums=self.checksums)
+
+    def step_publish(self) -> VersionInfo:
+        return self.p.registry.publish(self.set_name, self.number, self.request.promote, checksums=self.checksums,
+                                       metrics=jsonable(dict(self.emb.metadata)), aligned_to=self.aligned_to)
+
+    def failed(self, exc: BaseException) -> BaseException:
+        """Mark the version failed and say so in one line (the full text is in the version's error)."""
+        outcome = "the version is marked failed, aliases unchanged"
+        try:
+            self.p.registry.mark_failed(self.set_name, self.number, f"{type(exc).__name__}: {exc}")
+        except EmbstoreError:  # the registry is down too: the version is marked failed once it is back
+            outcome = "aliases unchanged; the version will be marked failed once the registry is reachable"
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            return exc
+        first = first_line(exc) if str(exc).strip() else ""
+        if isinstance(exc, EmbstoreError):
+            return PublishError(f"publishing {self.set_name}@{self.number} failed ({first}); {outcome}")
+        return PublishError(f"publishing {self.set_name}@{self.number} failed at step {self.step_now()!r}: "
+                            f"{type(exc).__name__}: {first}; {outcome}")
+
+    def step_now(self) -> str | None:
+        try:
+            return self.p.registry.version(self.set_name, self.number).step
+        except EmbstoreError:
+            return None
+
+
+def jsonable(value: Any) -> Any:
+    """Metrics as plain JSON values (numpy scalars and arrays become numbers and lists)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)

@@ -1,0 +1,161 @@
+"""Reading published versions: resolve a ref, load its vectors and index, answer lookups and recall.
+
+Every load is checked against the checksums recorded at publish, once per process
+per file state (embstore.backends.files); loaded indexes are kept per version.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from embstore.backends import files
+from embstore.caching import LRU
+from embstore.config import parse_config
+from embstore.errors import ConfigError, IntegrityError, UnknownIdsError
+from embstore.refs import Ref, VersionInfo
+
+if TYPE_CHECKING:
+    from embstore.backends.registry import Registry
+    from embstore.catalogue import PluginCatalogue
+    from embstore.retriever import Retriever
+
+
+@dataclass(frozen=True)
+class Vectors:
+    """Vectors for requested ids: ``matrix[i]`` belongs to ``ids[i]``; ``missing`` lists unknown ids."""
+
+    ids: list
+    matrix: np.ndarray
+    missing: list
+
+    def __array__(self, dtype=None, copy=None):
+        return self.matrix if dtype is None else self.matrix.astype(dtype)
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """Top-k result of one query, best first (query is None for raw-vector queries)."""
+
+    query: Any
+    ids: list
+    scores: list[float]
+
+    def as_dict(self) -> dict:
+        return {"query": self.query, "ids": self.ids, "scores": self.scores}
+
+
+def unknown_ids(missing: list, asked: int, ref: str, what: str = "ids") -> UnknownIdsError:
+    shown = ", ".join(repr(m) for m in missing[:10]) + (" ..." if len(missing) > 10 else "")
+    return UnknownIdsError(f"{len(missing)} of {asked} {what} are not in {ref}: {shown}", missing)
+
+
+class VersionReader:
+    """Resolves refs against the registry and reads the published versions they name."""
+
+    def __init__(self, registry: "Registry", plugins: Callable[[], "PluginCatalogue"]):
+        self.registry = registry
+        self.plugins = plugins  # the current catalogue, looked up on use (plugins may be reloaded)
+        self._indexes = LRU(16)
+
+    def resolve(self, ref: str | Ref | VersionInfo) -> VersionInfo:
+        """The published version a ref names now. A VersionInfo passes through, so a caller
+        that resolved once (the HTTP server) reads exactly that version in every later call."""
+        if isinstance(ref, VersionInfo):
+            return ref
+        return self.registry.resolve(ref)
+
+    def load(self, ref: str | Ref | VersionInfo) -> files.LoadedVectors:
+        """All ids and vectors of a version (memory-mapped), with an id -> row lookup."""
+        version = self.resolve(ref)
+        return files.load_vectors(Path(version.storage_path), version.checksums)
+
+    def index(self, ref: str | Ref | VersionInfo) -> "Retriever":
+        """The version's loaded index (checksums verified on first load)."""
+        version = self.resolve(ref)
+        key = (version.storage_path, tuple(sorted(version.checksums.items())))
+        return self._indexes.get_or_build(key, lambda: self._load_index(version))
+
+    def _load_index(self, version: VersionInfo) -> "Retriever":
+        directory = Path(version.storage_path)
+        index_files = [k for k in version.checksums if k.startswith(files.INDEX_DIR + "/")]
+        if not index_files:
+            raise IntegrityError(f"{version.ref} has no index files recorded")
+        files.verify(directory, version.checksums, index_files)
+        rcls = self.plugins().retriever(version.retriever)
+        rcfg = parse_config(rcls.Config, version.retriever_config, f"retriever {version.retriever!r}")
+        return rcls.load(directory / files.INDEX_DIR, rcfg)
+
+    def vectors(self, ref: str | Ref | VersionInfo, ids: Iterable[Any], *, allow_missing: bool = False) -> Vectors:
+        """Vectors for ``ids``; unknown ids raise UnknownIdsError unless ``allow_missing``."""
+        version = self.resolve(ref)
+        loaded = self.load(version)
+        ids = list(ids)
+        rows, missing = loaded.rows(ids)
+        if missing and not allow_missing:
+            raise unknown_ids(missing, len(ids), version.ref)
+        found = loaded.ids[rows].tolist()
+        return Vectors(ids=found, matrix=np.array(loaded.vectors[rows], dtype=np.float32), missing=missing)
+
+    def recall(self, ref: str | Ref | VersionInfo, ids: Sequence[Any] | None = None, vectors: np.ndarray | None = None,
+               k: int = 10, exclude: Iterable[Any] | None = None, *, exclude_query: bool = True) -> list[Neighbours]:
+        """Top-k neighbours for each query id (itself excluded) or each raw query vector."""
+        if (ids is None) == (vectors is None):
+            raise ConfigError("recall needs exactly one of ids=[...] or vectors=...")
+        if not isinstance(k, (int, np.integer)) or k < 1:
+            raise ConfigError(f"k must be a positive integer, got {k!r}")
+        version = self.resolve(ref)
+        loaded = self.load(version)
+        excluded_rows = set(loaded.rows(list(exclude))[0].tolist()) if exclude is not None else set()
+        if ids is not None:
+            ids = list(ids)
+            rows, missing = loaded.rows(ids)
+            if missing:
+                raise UnknownIdsError(f"{len(missing)} query ids are not in {version.ref}: "
+                                      + ", ".join(repr(m) for m in missing[:10]), missing)
+            queries = np.asarray(loaded.vectors[rows], dtype=np.float32)
+            query_rows, labels = rows.tolist(), ids
+        else:
+            queries = self._query_vectors(version, vectors)
+            query_rows = labels = [None] * len(queries)
+        want = min(k + len(excluded_rows) + (1 if exclude_query and ids is not None else 0), len(loaded.ids))
+        found_rows, scores = self.index(version).search(queries, want)
+        out = []
+        for label, qrow, frow, fscore in zip(labels, query_rows, found_rows, scores):
+            keep = [(r, s) for r, s in zip(frow.tolist(), fscore.tolist())
+                    if r >= 0 and r not in excluded_rows and not (exclude_query and r == qrow)][:k]
+            out.append(Neighbours(query=label, ids=loaded.ids[[r for r, _ in keep]].tolist(),
+                                  scores=[float(s) for _, s in keep]))
+        return out
+
+    @staticmethod
+    def _query_vectors(version: VersionInfo, vectors: Any) -> np.ndarray:
+        queries = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        if queries.ndim != 2 or queries.shape[1] != version.dim:
+            raise ConfigError(
+                f"query vectors have dimension {queries.shape[-1]}, {version.ref} has dimension {version.dim}"
+            )
+        if not np.isfinite(queries).all():
+            raise ConfigError("query vectors contain NaN or inf")
+        return queries
+
+    def export(self, ref: str | Ref | VersionInfo, out: str | os.PathLike) -> Path:
+        """Write columns ``id`` and ``vector`` (list of float32) to a parquet file."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        loaded = self.load(ref)
+        vec = np.asarray(loaded.vectors, dtype=np.float32)
+        flat = pa.array(vec.reshape(-1), type=pa.float32())
+        offsets = pa.array(np.arange(0, vec.size + 1, vec.shape[1], dtype=np.int32))
+        ids = pa.array(loaded.ids.tolist(), type=pa.int64() if loaded.ids.dtype.kind in "iu" else pa.string())
+        table = pa.table({"id": ids, "vector": pa.ListArray.from_arrays(offsets, flat)})
+        out = Path(out)
+        tmp = out.with_name(out.name + ".tmp")
+        pq.write_table(table, tmp)
+        os.replace(tmp, out)
+        return out
