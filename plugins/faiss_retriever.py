@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Literal
 import numpy as np
 import pydantic
 
-from embstore.errors import ConfigError, IntegrityError
+from embstore.errors import ConfigError, IntegrityError, first_line
 from embstore.hookspecs import hookimpl
 from embstore.linalg import unit_rows
 from embstore.retriever import Retriever, RetrieverConfig
@@ -304,9 +304,8 @@ class FaissRetriever(Retriever):
         try:
             index = faiss.read_index(str(index_path))
         except (RuntimeError, MemoryError) as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise IntegrityError(
-                f"faiss index file {index_path} is truncated or unreadable: {first_line}"
+                f"faiss index file {index_path} is truncated or unreadable: {first_line(exc)}"
             ) from None
         expected = {"flat": faiss.IndexFlat, "hnsw": faiss.IndexHNSWFlat, "ivf": faiss.IndexIVFFlat}[meta["index"]]
         found = []

@@ -110,3 +110,41 @@ def test_real_process_exit_codes_and_debug(home, cli_env):
     debug = subprocess.run([str(exe), "--debug", "recall", "nope", "--id", "1"], env=cli_env, capture_output=True,
                            text=True, timeout=120)
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_a_producer_named_only_in_the_plugins_setting_works_for_every_command(home, interactions, tmp_path):
+    """HOME/embstore.yaml's ``plugins:`` loads its modules in every command, before anything
+    looks a producer up (it used to reach the loader only after `run` had refused the name)."""
+    (tmp_path / "my_dev_plugin.py").write_text(
+        "import numpy as np\n"
+        "from embstore import Embeddings, Producer, hookimpl\n\n"
+        "class MyDevProducer(Producer):\n"
+        "    name = 'my_dev_producer'\n"
+        "    requires = frozenset({'interactions'})\n\n"
+        "    def fit(self, inputs, config):\n"
+        "        items = np.unique(inputs.interactions()['item_id'].to_numpy())\n"
+        "        return Embeddings(ids=items, vectors=np.random.default_rng(0).normal(size=(len(items), 4)))\n\n"
+        "@hookimpl\n"
+        "def register_producers(register):\n"
+        "    register(MyDevProducer)\n"
+    )
+    assert invoke(home, "init").exit_code == 0
+    with open(home / "embstore.yaml", "a") as fh:
+        fh.write("plugins: [my_dev_plugin]\n")
+    (tmp_path / "nightly.yaml").write_text(
+        f"sets:\n  - set: dev_items\n    producer: my_dev_producer\n    inputs: {{interactions: {interactions}}}\n")
+    env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path), "EMBSTORE_HOME": str(home)}
+    env.pop("EMBSTORE_PLUGINS", None)
+
+    def embstore(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "embstore.cli", *args], env=env, capture_output=True,
+                              text=True, timeout=300)
+
+    listed = json.loads(embstore("plugins", "--json").stdout)
+    assert {"name": "my_dev_plugin", "source": "plugins setting", "producers": ["my_dev_producer"]}.items() <= \
+        next(p for p in listed if p["name"] == "my_dev_plugin").items()
+    run = embstore("run", "my_dev_producer", "--set", "dev_items", "--input", f"interactions={interactions}")
+    assert run.returncode == 0 and run.stdout.strip() == "dev_items@1", run.stderr
+    check = embstore("pipeline", str(tmp_path / "nightly.yaml"), "--check")
+    assert check.returncode == 0 and "ok  dev_items: producer my_dev_producer" in check.stdout, check.stderr
+    assert embstore("pipeline", str(tmp_path / "nightly.yaml")).stdout.strip() == "dev_items@2"

@@ -36,10 +36,10 @@ from embstore.testing import (
 def _installed(kind: str) -> list:
     """One param per producer or retriever that came through the entry-point group, found at
     collection time, so a plugin added to pyproject.toml is covered with no edit here."""
-    from embstore.plugins import get_registry
+    from embstore.catalogue import catalogue
 
     try:
-        registry = get_registry(reload=True)
+        registry = catalogue(reload=True)
     except EmbstoreError as exc:  # report it as a failing test, not a collection error
         return [pytest.param(exc, id=f"{kind}:registry-error")]
     table = registry.producers if kind == "producer" else registry.retrievers

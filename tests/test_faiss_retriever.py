@@ -321,8 +321,8 @@ def test_found_through_the_plugin_registry():
         importlib.import_module("embstore_plugins.item2vec")
     except Exception as exc:  # noqa: BLE001 - any import failure means "not ready", not a faiss bug
         pytest.skip(f"embstore_plugins.item2vec cannot be imported yet: {exc}")
-    from embstore.plugins import get_registry
+    from embstore.catalogue import catalogue
 
-    registry = get_registry(reload=True)
+    registry = catalogue(reload=True)
     assert registry.retriever("faiss") is FaissRetriever
     assert registry.owner("retriever", "faiss").module == "embstore_plugins.faiss_retriever"

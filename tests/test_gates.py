@@ -17,7 +17,7 @@ from embstore.demo_data import planted_interactions
 from embstore.embeddings import Embeddings
 from embstore.errors import ConfigError, PluginError
 from embstore.versions.gates import EvaluationError, Gate, GateError, parse_evaluate_arg
-from embstore.plugins import get_registry
+from embstore.catalogue import catalogue
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +25,7 @@ def _fresh_registry(monkeypatch):
     monkeypatch.delenv("EMBSTORE_PLUGINS", raising=False)
     yield
     monkeypatch.delenv("EMBSTORE_PLUGINS", raising=False)
-    get_registry(reload=True)
+    catalogue(reload=True)
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def test_gate_syntax():
 
 
 def test_built_in_evaluators_are_plugins():
-    reg = get_registry()
+    reg = catalogue()
     assert {"hit_rate", "node_classification", "drift"} <= set(reg.evaluators)
     info = reg.owner("evaluator", "hit_rate")
     assert (info.name, info.source, info.hooks) == ("evaluators", "entry point", ["register_evaluators"])
@@ -184,7 +184,7 @@ def test_a_team_evaluator_through_the_hook(store, monkeypatch, tmp_path):
     '''))
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("EMBSTORE_PLUGINS", "team_eval")
-    get_registry(reload=True)
+    catalogue(reload=True)
     listing = CliRunner().invoke(cli, ["plugins", "--json"]).stdout
     assert {"name": "team_eval", "evaluators": ["mean_norm"]}.items() <= next(
         p for p in json.loads(listing) if p["name"] == "team_eval").items()

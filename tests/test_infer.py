@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from embstore.cli import cli
 from embstore.errors import ConfigError, IntegrityError
-from embstore.plugins import get_registry
+from embstore.catalogue import catalogue
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 @pytest.fixture(autouse=True)
 def _side_mean_plugin(monkeypatch):
     monkeypatch.setenv("EMBSTORE_PLUGINS", "dev_plugins.side_mean")
-    get_registry(reload=True)
+    catalogue(reload=True)
     yield
     monkeypatch.delenv("EMBSTORE_PLUGINS")
-    get_registry(reload=True)
+    catalogue(reload=True)
 
 
 @pytest.fixture

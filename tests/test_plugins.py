@@ -83,3 +83,31 @@ def test_trace_switch_prints_hook_calls(capsys, monkeypatch):
     PluginCatalogue()
     err = capsys.readouterr().err
     assert "register_producers" in err and "register_retrievers" in err
+
+
+def test_the_first_import_path_of_the_catalogue_still_works():
+    """Plugin packages scaffolded by embstore 0.1 call embstore.plugins.get_registry in their tests."""
+    from embstore.plugins import get_registry
+
+    assert get_registry() is catalogue() and "item2vec" in get_registry().producers
+
+
+def test_the_plugin_author_surface_imports_nothing_of_the_engine():
+    """What a plugin imports (contracts, options, inputs, the kit) loads no store, backend or Feast,
+    and the top-level names are there on first use."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import embstore.hookspecs, embstore.producer, embstore.retriever, embstore.evaluator, embstore.config\n"
+        "import embstore.embeddings, embstore.refs, embstore.errors, embstore.ids, embstore.options\n"
+        "import embstore.inputs, embstore.testing\n"
+        "engine = [m for m in sys.modules if m.startswith(('embstore.store', 'embstore.versions', 'embstore.backends',"
+        " 'embstore.cli', 'embstore.server', 'feast'))]\n"
+        "assert not engine, engine\n"
+        "from embstore import EmbeddingStore, Embeddings, Producer, hookimpl, Evaluator, PluginConfig\n"
+        "assert EmbeddingStore.__module__ == 'embstore.store' and Producer.__module__ == 'embstore.producer'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -10,7 +10,7 @@ from conftest import CORA
 from embstore.config import parse_config
 from embstore.errors import ConfigError, InputError
 from embstore.inputs import InputSpec, Inputs
-from embstore.plugins import get_registry
+from embstore.catalogue import catalogue
 
 FAST = {"walk_length": 20, "walks_per_node": 5, "epochs": 2, "dim": 16, "seed": 3}
 
@@ -36,7 +36,7 @@ def same_community_share(emb, size=25, k=5) -> float:
 def test_planted_communities_are_recovered(tmp_path, producer, extra):
     path = tmp_path / "edges.csv"
     planted_edges(path)
-    cls = get_registry().producer(producer)
+    cls = catalogue().producer(producer)
     cfg = parse_config(cls.Config, {**FAST, **extra}, producer)
     emb = cls().fit(Inputs([InputSpec("edges", path)]), cfg).validated()
     assert len(emb) == 100 and emb.dim == 16
@@ -47,7 +47,7 @@ def test_planted_communities_are_recovered(tmp_path, producer, extra):
 def test_same_seed_same_vectors(tmp_path):
     path = tmp_path / "edges.csv"
     planted_edges(path)
-    cls = get_registry().producer("node2vec")
+    cls = catalogue().producer("node2vec")
     cfg = parse_config(cls.Config, {**FAST, "p": 0.25, "q": 4}, "node2vec")
     a = cls().fit(Inputs([InputSpec("edges", path)]), cfg)
     b = cls().fit(Inputs([InputSpec("edges", path)]), cfg)
@@ -83,7 +83,7 @@ def test_bad_inputs_and_configs(tmp_path, inputs, config, error, message):
     inter = tmp_path / "i.csv"
     pd.DataFrame({"user_id": [1, 1], "item_id": [1, 2], "timestamp": [1, 2]}).to_csv(inter, index=False)
     paths = {"edges": edges, "interactions": inter}
-    cls = get_registry().producer("node2vec")
+    cls = catalogue().producer("node2vec")
     with pytest.raises(error, match=message):
         cfg = parse_config(cls.Config, {**FAST, **config}, "producer 'node2vec'")
         cls().fit(Inputs([InputSpec(k, paths[k]) for k in inputs]), cfg)
@@ -92,7 +92,7 @@ def test_bad_inputs_and_configs(tmp_path, inputs, config, error, message):
 def test_graph_without_edges_is_a_clear_error(tmp_path):
     path = tmp_path / "i.csv"
     pd.DataFrame({"user_id": [1, 2], "item_id": [1, 2], "timestamp": [1, 2]}).to_csv(path, index=False)
-    cls = get_registry().producer("deepwalk")
+    cls = catalogue().producer("deepwalk")
     with pytest.raises(InputError, match="no edges"):
         cls().fit(Inputs([InputSpec("interactions", path)]), parse_config(cls.Config, FAST, "deepwalk"))
 
@@ -101,7 +101,7 @@ def test_graph_without_edges_is_a_clear_error(tmp_path):
 def test_cora_node2vec_linear_probe_beats_chance_by_far(tmp_path):
     from sklearn.linear_model import LogisticRegression
 
-    cls = get_registry().producer("node2vec")
+    cls = catalogue().producer("node2vec")
     cfg = parse_config(cls.Config, {"walk_length": 40, "walks_per_node": 5, "epochs": 2, "dim": 64, "seed": 1,
                                     "window": 5}, "node2vec")
     emb = cls().fit(Inputs([InputSpec("edges", CORA / "edges.csv")]), cfg)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from embstore.backends.feast_import import import_feast
-from embstore.errors import BackendUnavailableError, ConfigError, EmbstoreError, PublishError
+from embstore.errors import BackendUnavailableError, ConfigError, EmbstoreError, PublishError, first_line
 
 if TYPE_CHECKING:
     from embstore.backends.base import Backend
@@ -57,9 +57,8 @@ def _reachable() -> Iterator[None]:
         what = ("online store (Redis)" if module.startswith("redis")
                 else "registry (SQL database)" if module.startswith(("sqlalchemy", "psycopg"))
                 else "backend")
-        lines = str(exc).strip().splitlines()
         raise BackendUnavailableError(
-            f"Feast {what} is unreachable: {lines[0] if lines else type(exc).__name__}; "
+            f"Feast {what} is unreachable: {first_line(exc)}; "
             "check that it is running (embstore doctor), then retry"
         ) from exc
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from embstore.backends.models import Alias, AliasEvent, EmbeddingSet, Version, utcnow
 from embstore.backends.schema import current_revision, ensure_pg_schema, head_revision, make_engine, upgrade
-from embstore.errors import BackendUnavailableError, ConfigError, EmbstoreError, NotFoundError
+from embstore.errors import BackendUnavailableError, ConfigError, EmbstoreError, NotFoundError, first_line
 from embstore.refs import Ref, VersionInfo, check_alias_name, check_set_name
 
 HOST = socket.gethostname()
@@ -89,9 +89,9 @@ class Registry:
             with self._session.begin() as s:
                 yield s
         except (OperationalError, sa.exc.InterfaceError) as exc:  # server down, connection lost, locked
-            detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            detail = first_line(getattr(exc, "orig", None) or exc)
             raise BackendUnavailableError(
-                f"the version registry at {self._safe_url()} is unreachable: {detail[0] if detail else type(exc).__name__}; "
+                f"the version registry at {self._safe_url()} is unreachable: {detail}; "
                 "check that the database is running (embstore doctor), then retry"
             ) from exc
 

@@ -66,7 +66,7 @@ def check_registry(url: str) -> str:
             conn.execute(sa.text("select 1"))
         current, head = current_revision(engine), head_revision()
     except sa.exc.OperationalError as exc:
-        raise EmbstoreError(f"cannot connect to {safe}: {str(exc.orig).strip().splitlines()[0]}") from None
+        raise EmbstoreError(f"cannot connect to {safe}: {first_line(exc.orig)}") from None
     finally:
         engine.dispose()
     if current != head:

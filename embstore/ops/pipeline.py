@@ -137,7 +137,7 @@ def load_pipeline(path: str | Path, catalogue: "PluginCatalogue") -> list[Step]:
     except FileNotFoundError:
         raise ConfigError(f"pipeline file {path} does not exist") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"pipeline file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(f"pipeline file {path} is not valid YAML: {first_line(exc)}") from None
     try:
         spec = PipelineSpec.model_validate(raw if raw is not None else {})
     except pydantic.ValidationError as exc:

@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from embstore.config import PluginConfig, parse_cli_value, parse_config
-from embstore.errors import ConfigError, EmbstoreError, NotFoundError, PluginError
+from embstore.errors import ConfigError, EmbstoreError, NotFoundError, PluginError, first_line
 from embstore.evaluator import Evaluator, StoreView
 from embstore.refs import check_alias_name
 
@@ -303,7 +303,7 @@ class Gatekeeper:
                               "error": f"evaluator {run.name!r} failed: {message}"},
                 })
                 raise EvaluationError(
-                    f"evaluator {run.name!r} failed on {version.ref}: {message.splitlines()[0] if message else ''}; "
+                    f"evaluator {run.name!r} failed on {version.ref}: {first_line(exc, with_type=not isinstance(exc, EmbstoreError))}; "
                     f"{version.ref} is published but not promoted ({self.alias_now(version.set, promote)})"
                 ) from exc
             for key in got:
