@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pydantic
@@ -27,7 +27,7 @@ class RetrieverConfig(PluginConfig):
 
 
 class Retriever(abc.ABC):
-    """Subclass, set ``name`` and ``Config``, implement build/search/save/load.
+    """Subclass, set ``name`` and ``Config``, implement build/search/save/load (and optionally report).
 
     Scores: for ip and cosine, the similarity (higher is better); for l2, the
     Euclidean distance (lower is better). Either way results are ordered best first.
@@ -55,3 +55,11 @@ class Retriever(abc.ABC):
     @abc.abstractmethod
     def load(cls, directory: Path, config: RetrieverConfig) -> "Retriever":
         """Read an index written by ``save``."""
+
+    def report(self) -> dict[str, Any]:
+        """Facts about the built index for the version's metrics (optional; none by default).
+
+        Called after ``build``; the store keeps the dict, made of JSON values, in the version's
+        ``metrics["index"]``, e.g. ``{"kind": "hnsw", "recall@10": 0.97, "sample": 1000}``.
+        """
+        return {}

@@ -234,6 +234,7 @@ class Publication:
     def step_index(self) -> None:
         index = self.rcls(self.rcfg)
         index.build(self.emb.vectors)
+        self.index_report = dict(index.report() or {})  # kept in the version's metrics["index"]
         index_dir = self.directory / files.INDEX_DIR
         index_dir.mkdir()
         for path in index.save(index_dir):
@@ -242,8 +243,9 @@ class Publication:
         self.record("index", checksums=self.checksums)
 
     def step_publish(self) -> VersionInfo:
+        metrics = {**self.emb.metadata, **({"index": self.index_report} if self.index_report else {})}
         return self.p.registry.publish(self.set_name, self.number, self.request.promote, checksums=self.checksums,
-                                       metrics=jsonable(dict(self.emb.metadata)), aligned_to=self.aligned_to)
+                                       metrics=jsonable(metrics), aligned_to=self.aligned_to)
 
     def failed(self, exc: BaseException) -> BaseException:
         """Mark the version failed and say so in one line (the full text is in the version's error)."""
