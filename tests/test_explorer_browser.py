@@ -8,6 +8,7 @@ saved as ``artifacts/explorer.png`` at the repository root.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import socket
 import subprocess
@@ -59,7 +60,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(prerequisites, tmp_path_factory):
-    """item2vec on MovieLens as movies@1 (prod) and a perturbed copy as movies@2, served with movies.csv."""
+    """item2vec on MovieLens as movies@1 (prod), a perturbed copy as movies@2, and movies@3: movies@1's
+    vectors behind a coarse IVF index (one list probed of 64) that misses neighbours, served with movies.csv."""
     from embstore.embeddings import Embeddings
     from embstore.inputs import InputSpec
     from embstore.store import EmbeddingStore
@@ -77,6 +79,8 @@ def server(prerequisites, tmp_path_factory):
     vecs = np.stack(table.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)
     noise = np.random.default_rng(5).normal(scale=0.2 * vecs.std(), size=vecs.shape).astype(np.float32)
     store.publish("movies", Embeddings(ids=ids, vectors=vecs + noise), producer="item2vec-perturbed")
+    store.publish("movies", Embeddings(ids=ids, vectors=vecs), producer="item2vec-ivf",
+                  retriever_config={"index": "ivf", "nlist": 64, "nprobe": 1})
     store.close()
 
     port = _free_port()
@@ -157,7 +161,7 @@ def test_look_up_a_movie_and_see_neighbours_scores_and_histogram(server, browser
     assert len(bars) == 30
     heights = [float(b.get_attribute("height")) for b in bars]
     assert sum(h > 0 for h in heights) >= 3
-    assert "Scores of the nearest 300" in browser.find_element(By.ID, "histogram").text
+    assert "Scores of the nearest 500" in browser.find_element(By.ID, "histogram").text  # the default depth
 
     marks = browser.find_elements(By.CSS_SELECTOR, "#map-svg circle.mark-neighbour")
     assert len(marks) == 10 and len(browser.find_elements(By.CSS_SELECTOR, "#map-svg circle.pt")) > 1000
@@ -188,4 +192,128 @@ def test_look_up_a_movie_and_see_neighbours_scores_and_histogram(server, browser
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "explorer.png").write_bytes(base64.b64decode(shot["data"]))
     assert (ARTIFACTS / "explorer.png").stat().st_size > 20_000
+    assert not [e for e in browser.get_log("browser") if e.get("level") == "SEVERE"]
+
+
+def _wait(browser):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, 30)
+
+
+def _submit_and_wait(browser, click):
+    """Run ``click`` (which submits the form) and wait until the new page has loaded."""
+    from selenium.webdriver.support import expected_conditions as ec
+
+    old = browser.find_element("tag name", "html")
+    click()
+    _wait(browser).until(ec.staleness_of(old))
+    _wait(browser).until(lambda b: b.execute_script("return document.readyState") == "complete")
+
+
+def _similar(server, ref: str, item: int, k: int) -> list:
+    with urllib.request.urlopen(f"{server}/api/sets/{ref}/similar?id={item}&k={k}", timeout=30) as r:
+        return json.load(r)["ids"]
+
+
+def test_number_of_results_and_histogram_depth_are_set_in_the_form(server, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.get(server + "/explorer?ref=movies@prod&id=1")
+    for name, value in (("k", "25"), ("n", "200")):
+        box = browser.find_element(By.ID, name)
+        box.clear()
+        box.send_keys(value)
+    _submit_and_wait(browser, browser.find_element(By.ID, "go").click)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#neighbour-table tbody tr")) == 25
+    assert "Scores of the nearest 200" in browser.find_element(By.ID, "histogram").text
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#hist-svg rect.bar")) == 30
+    assert browser.find_element(By.ID, "k").get_attribute("value") == "25"  # the form keeps what was asked
+    assert browser.find_element(By.ID, "k").get_attribute("max") == "500"
+    assert "k=25" in browser.find_element(By.CSS_SELECTOR, "#neighbour-table tbody tr a").get_attribute("href")
+
+    # values out of range or malformed (a hand-edited URL) give the page with a message, not JSON
+    browser.get(server + "/explorer?ref=movies@prod&id=1&k=900&n=lots")
+    alerts = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "p.error")]
+    assert alerts == ["number of results (k) must be from 1 to 500, got 900; showing 500",
+                      "histogram depth (n) must be a whole number from 10 to 5000, got 'lots'; showing 500"]
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#neighbour-table tbody tr")) == 500
+    assert browser.find_element(By.CSS_SELECTOR, "#item .item-label").text == "Toy Story (1995)"
+    assert not browser.find_element(By.TAG_NAME, "body").text.lstrip().startswith("{")
+
+
+def test_index_is_chosen_in_the_form_with_the_overlap_of_exact_and_approximate(server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(server + "/explorer?ref=movies@3&id=1&k=20")
+    heading = browser.find_element(By.CSS_SELECTOR, "#neighbours h2").text
+    assert "by its index, faiss ivf (approximate" in heading
+    shown = [int(r.get_attribute("data-id")) for r in browser.find_elements(By.CSS_SELECTOR, "#neighbour-table tbody tr")]
+    approx = _similar(server, "movies@3", 1, 20)
+    exact = _similar(server, "movies@1", 1, 20)  # the same vectors behind an exact index
+    assert shown == approx and len(set(approx) & set(exact)) < 20
+    overlap = browser.find_element(By.ID, "index-overlap").text
+    shared = len(set(approx) & set(exact))
+    assert f"Exact search shares {shared} of 20 of these (recall@20 of the index {shared / 20:.2f})" in overlap
+    assert "Missed by the index:" in overlap
+
+    _submit_and_wait(browser, lambda: Select(browser.find_element(By.ID, "index")).select_by_value("exact"))
+    assert "by exact search" in browser.find_element(By.CSS_SELECTOR, "#neighbours h2").text
+    shown = [int(r.get_attribute("data-id")) for r in browser.find_elements(By.CSS_SELECTOR, "#neighbour-table tbody tr")]
+    assert shown == exact
+    assert f"shares {shared} of 20 of these" in browser.find_element(By.ID, "index-overlap").text
+    assert "index=exact" in browser.current_url and "k=20" in browser.current_url
+
+
+def test_title_search_by_words_in_any_order_and_case(server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+
+    wait = _wait(browser)
+    browser.get(server + "/explorer?ref=movies@prod")
+    box = wait.until(ec.element_to_be_clickable((By.ID, "q")))
+    first = "//ul[@id='suggestions']/li[1]/a"
+    box.send_keys("the matrix")
+    wait.until(ec.text_to_be_present_in_element((By.XPATH, first), "Matrix, The (1999)"))
+    box.clear()
+    box.send_keys("star wars EMPIRE")
+    wait.until(ec.text_to_be_present_in_element(
+        (By.XPATH, first), "Star Wars: Episode V - The Empire Strikes Back (1980)"))
+    _submit_and_wait(browser, lambda: box.send_keys(Keys.ARROW_DOWN, Keys.ENTER))
+    assert browser.find_element(By.CSS_SELECTOR, "#item .item-label").text == \
+        "Star Wars: Episode V - The Empire Strikes Back (1980)"
+    box = browser.find_element(By.ID, "q")  # typed and submitted without picking a suggestion
+    box.clear()
+    _submit_and_wait(browser, lambda: box.send_keys("matrix THE", Keys.ENTER))
+    assert browser.find_element(By.CSS_SELECTOR, "#item .item-label").text == "Matrix, The (1999)"
+
+
+def test_map_is_coloured_by_a_chosen_metadata_value(server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(server + "/explorer?ref=movies@prod&id=1")
+    note = browser.find_element(By.ID, "legend-note").text
+    assert note.startswith("Colour: first listed value of genres (") and " counts as " in note
+    names = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#map .legend li .name")]
+    assert len(names) >= 5 and "Comedy|Drama" not in names and all("|" not in n for n in names)
+    fills = {c.get_attribute("fill") for c in browser.find_elements(By.CSS_SELECTOR, "#map-svg circle.pt")}
+    assert len(fills) >= 5
+
+    _submit_and_wait(browser, lambda: Select(browser.find_element(By.ID, "color-value")).select_by_value("Comedy"))
+    assert "coloured by genres: Comedy vs the rest" in browser.find_element(By.CSS_SELECTOR, "#map h2").text
+    assert browser.find_element(By.ID, "legend-note").text == "Colour: genres containing 'Comedy' against the rest."
+    names = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#map .legend li .name")]
+    assert names[:2] == ["Comedy", "not Comedy"] and set(names) <= {"Comedy", "not Comedy", "no metadata"}
+    fills = {c.get_attribute("fill") for c in browser.find_elements(By.CSS_SELECTOR, "#map-svg circle.pt")}
+    assert len(fills) == 2  # Comedy, and grey for the rest
+    item = browser.find_element(By.CSS_SELECTOR, "#map-svg circle.mark-item")
+    swatches = {e.find_element(By.CSS_SELECTOR, ".name").text: e.find_element(By.CSS_SELECTOR, ".swatch")
+                .value_of_css_property("background-color") for e in browser.find_elements(By.CSS_SELECTOR, "#map .legend li")
+                if e.find_elements(By.CSS_SELECTOR, ".name")}
+    assert item.get_attribute("fill") != "#c8c8c8" and swatches["Comedy"] != swatches["not Comedy"]  # Toy Story is a comedy
+    links = browser.find_elements(By.CSS_SELECTOR, "#neighbour-table tbody tr a")
+    assert "color_value=Comedy" in links[0].get_attribute("href")  # following a neighbour keeps the colouring
     assert not [e for e in browser.get_log("browser") if e.get("level") == "SEVERE"]

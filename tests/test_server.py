@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -19,7 +20,8 @@ from conftest import clustered_embeddings
 from embstore.embeddings import Embeddings
 from embstore.errors import ConfigError
 from embstore.server.app import create_app
-from embstore.server.metadata import Metadata, parse_metadata_arg
+from embstore.server.explorer import Form
+from embstore.server.metadata import Metadata, parse_metadata_arg, parse_metadata_path
 from embstore.store import EmbeddingStore
 
 DIM = 16
@@ -38,6 +40,9 @@ def served(tmp_path_factory):
                        vectors=rng.normal(size=(10, DIM)).astype(np.float32))
     store.publish("users", users, entity="user_id")
     store.publish("narrow", clustered_embeddings(seed=4, dim=8))
+    spread = Embeddings(ids=np.arange(400, dtype=np.int64),
+                        vectors=np.random.default_rng(8).normal(size=(400, DIM)).astype(np.float32))
+    store.publish("spread", spread, retriever_config={"metric": "l2", "index": "ivf", "nlist": 10, "nprobe": 1})
     meta_path = root / "items.csv"
     pd.DataFrame({
         "itemId": np.arange(100),
@@ -426,3 +431,169 @@ def test_explorer_suggestions(served):
     assert [g["label"] for g in got][:3] == ["Item 040", "Item 041", "Item 042"]
     assert client.get("/explorer/suggest", params={"ref": "items", "q": "7"}).json()[0] == {"id": 7, "label": "Item 007"}
     assert client.get("/explorer/suggest", params={"ref": "nope", "q": "x"}).json() == []
+
+
+def test_explorer_form_values_out_of_range_or_malformed_give_the_page_with_a_message(served):
+    store, client, _ = served
+    for params, message, rows in [
+        ({"k": "abc"}, "number of results (k) must be a whole number from 1 to 50, got &#39;abc&#39;; showing 10", 10),
+        ({"k": "900"}, "number of results (k) must be from 1 to 50, got 900; showing 50", 50),
+        ({"k": "0"}, "got 0; showing 1", 1),
+        ({"n": "5"}, "histogram depth (n) must be from 10 to 5000, got 5; showing 10", 10),
+        ({"n": "lots"}, "histogram depth (n) must be a whole number", 10),
+        ({"index": "fast"}, "index must be &#39;index&#39; (the version&#39;s own) or &#39;exact&#39;", 10),
+        ({"sample": "-3"}, "map sample (sample) must be from 100 to 20000", 10),
+    ]:
+        r = client.get("/explorer", params={"ref": "items@prod", "id": "42", **params})
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html"), params
+        assert '<p class="error" role="alert">' in r.text and message in r.text, params
+        assert r.text.count("<tr data-id=") == rows, params
+    r = client.get("/explorer", params={"ref": "items@prod", "id": "42", "k": "25", "n": "60"})
+    assert r.text.count("<tr data-id=") == 25 and "Scores of the nearest 60" in r.text and 'role="alert"' not in r.text
+    assert 'name="k" id="k" value="25" min="1" max="50"' in r.text and 'name="n" id="n" value="60"' in r.text
+    depth = client.get("/explorer", params={"ref": "items@prod", "id": "42"}).text
+    assert "Scores of the nearest 99" in depth  # default 500, but the version has 100 vectors
+
+
+def test_explorer_form_parsing_never_raises():
+    form = Form.parse({"k": " 12 ", "n": "", "index": "exact", "color": "  ", "q": " toy "}, k_max=500)
+    assert (form.k, form.n, form.index, form.color, form.q, form.problems) == (12, 500, "exact", None, "toy", [])
+    assert Form.parse({"k": "1e3"}).k == 10 and Form.parse({"k": "501"}).k == 500
+    assert form.link(id=7) == "?id=7&k=12&index=exact"  # defaults left out, q dropped once an id is chosen
+
+
+def _brute_force(vectors: np.ndarray, row: int, k: int, metric: str) -> list[int]:
+    x = vectors.astype(np.float64)
+    if metric == "cosine":
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    key = np.linalg.norm(x - x[row], axis=1) if metric == "l2" else -(x @ x[row])
+    key[row] = np.inf
+    return np.argsort(key, kind="stable")[:k].tolist()
+
+
+@pytest.mark.parametrize("ref, metric", [("items@1", "cosine"), ("spread", "l2")])
+def test_explorer_exact_search_is_brute_force_with_the_versions_metric(served, ref, metric):
+    store, client, _ = served
+    loaded = store.load(ref)
+    vectors = np.asarray(loaded.vectors)
+    html = client.get("/explorer", params={"ref": ref, "id": "7", "k": "15", "index": "exact"}).text
+    shown = [int(x) for x in re.findall(r'<tr data-id="(\d+)"', html)]
+    assert shown == [int(loaded.ids[r]) for r in _brute_force(vectors, int(loaded.rows([7])[0][0]), 15, metric)]
+    assert "by exact search" in html and f"{metric} (" in html
+
+
+def test_explorer_shows_the_overlap_of_exact_search_and_the_versions_index(served):
+    store, client, _ = served
+    loaded = store.load("spread")
+    exact = {int(loaded.ids[r]) for r in _brute_force(np.asarray(loaded.vectors), 7, 20, "l2")}
+    approx = set(store.recall("spread", ids=[7], k=20)[0].ids)
+    assert len(exact & approx) < 20  # an IVF index probing 1 list of 10 misses neighbours
+    html = client.get("/explorer", params={"ref": "spread", "id": "7", "k": "20"}).text
+    assert "by its index, faiss ivf (approximate" in html  # with recall@10 at build where the store recorded it
+    assert f"Exact search shares <strong>{len(exact & approx)} of 20</strong>" in html
+    assert f"recall@20 of the index {len(exact & approx) / 20:.2f}" in html and "Missed by the index:" in html
+    shown = [int(x) for x in re.findall(r'<tr data-id="(\d+)"', html)]
+    assert shown == store.recall("spread", ids=[7], k=20)[0].ids  # the default is what recall serves
+    exact_page = client.get("/explorer", params={"ref": "spread", "id": "7", "k": "20", "index": "exact"}).text
+    assert re.search(rf"The version's index \(faiss ivf \(approximate[^)]*\)\) shares <strong>{len(exact & approx)} of 20",
+                     exact_page)
+    flat = client.get("/explorer", params={"ref": "items@1", "id": "7"}).text
+    assert "Exact search shares <strong>10 of 10</strong>" in flat and "the version's index is exact" in flat
+    both = client.get("/explorer", params={"ref": "spread", "id": "7", "index": "exact", "compare": "spread"}).text
+    assert "<strong>10 of 10</strong> shared in the top 10" in both  # a comparison uses the chosen search too
+
+
+def test_explorer_colours_the_map_by_a_chosen_value_of_a_multi_valued_column(served):
+    _, client, _ = served
+    first = client.get("/explorer", params={"ref": "items@prod", "id": "3", "color": "genres"}).text
+    assert "first listed value of genres (g0|extra counts as g0)" in first and ">g0<" in first
+    assert '<option value="extra">extra vs rest (100)</option>' in first
+    html = client.get("/explorer", params={"ref": "items@prod", "id": "3", "color": "genres", "color_value": "g1"}).text
+    assert "coloured by genres: g1 vs the rest" in html and "genres containing &#39;g1&#39; against the rest" in html
+    legend = re.findall(r'<span class="name">([^<]+)</span> <span class="muted count">([\d,]+)</span>', html)
+    assert dict(legend).keys() == {"g1", "not g1"} and sum(int(c) for _, c in legend) == 100
+    assert '<option value="g1" selected>' in html
+    year = client.get("/explorer", params={"ref": "items@prod", "color": "year"}).text
+    assert "year in quintiles" in year and 'id="color-value"' not in year
+    bad = client.get("/explorer", params={"ref": "items@prod", "color": "budget", "color_value": "x"}).text
+    assert "no metadata column &#39;budget&#39; to colour the map by" in bad and "coloured by genres" in bad
+    odd = client.get("/explorer", params={"ref": "items@prod", "color": "genres", "color_value": "g9"}).text
+    assert "genres has no value &#39;g9&#39;" in odd and "first listed value of genres" in odd
+
+
+def test_explorer_finds_titles_by_words_in_any_order(served):
+    _, client, _ = served
+    html = client.get("/explorer", params={"ref": "items@prod", "q": "042 ITEM"}).text
+    assert '<span class="item-label">Item 042</span>' in html
+    got = client.get("/explorer/suggest", params={"ref": "items@prod", "q": "07 item"}).json()
+    assert [g["label"] for g in got][:3] == ["Item 070", "Item 071", "Item 072"]
+
+
+def test_title_search_reads_words_in_any_order_and_case(tmp_path):
+    path = tmp_path / "movies.csv"
+    pd.DataFrame({"movieId": [1, 2, 3, 4, 5, 6, 7], "title": [
+        "Matrix Reloaded, The (2003)", "Animatrix, The (2003)", "Matrix, The (1999)",
+        "Star Wars: Episode IV - A New Hope (1977)", "Star Wars: Episode V - The Empire Strikes Back (1980)",
+        "Empire of the Sun (1987)", "Amélie (2001)"], "genres": ["Action"] * 7}).to_csv(path, index=False)
+    meta = Metadata.load(path)
+    assert [t for _, t in meta.search("the matrix")] == [
+        "Matrix, The (1999)", "Matrix Reloaded, The (2003)", "Animatrix, The (2003)"]
+    assert meta.search("MATRIX")[0] == (3, "Matrix, The (1999)")
+    assert meta.search("star wars empire") == [(5, "Star Wars: Episode V - The Empire Strikes Back (1980)")]
+    assert meta.search("empire wars") == meta.search("star wars empire")
+    assert [i for i, _ in meta.search("star wars")] == [4, 5] and meta.search("amelie") == [(7, "Amélie (2001)")]
+    assert meta.search("matrix", allowed=lambda i: i != 3)[0][0] == 1 and meta.search("  ") == []
+
+
+def test_metadata_path_argument_of_recall(tmp_path):
+    path = tmp_path / "movies.csv"
+    path.write_text("movieId,title\n1,Toy Story (1995)\n")
+    assert parse_metadata_path(f"{path}:movieId") == (path, "movieId") and parse_metadata_path(str(path)) == (path, None)
+    with pytest.raises(ConfigError, match="not found"):
+        parse_metadata_path(f"{tmp_path / 'absent.csv'}:movieId")
+
+
+# -- similar with metadata ---------------------------------------------------------------------
+
+
+def test_similar_includes_metadata_when_asked(served):
+    store, client, _ = served
+    plain = client.get("/api/sets/items@prod/similar", params={"id": 3, "k": 4}).json()
+    assert "metadata" not in plain and "query_metadata" not in plain
+    body = client.get("/api/sets/items@prod/similar", params={"id": 3, "k": 4, "metadata": "true"}).json()
+    assert body["ids"] == plain["ids"] and body["scores"] == plain["scores"]
+    assert body["query_metadata"] == {"title": "Item 003", "genres": "g0|extra", "year": 1953}
+    assert body["metadata"] == [{"title": f"Item {i:03d}", "genres": f"g{i // 20}|extra", "year": 1950 + i}
+                                for i in body["ids"]]
+    none = error_of(client.get("/api/sets/words/similar", params={"id": "item-1", "metadata": "true"}), 422)
+    assert "no metadata for set 'words'" in none["message"] and "--metadata words=FILE" in none["message"]
+    assert "metadata" not in client.get("/api/sets/words/similar", params={"id": "item-1", "metadata": "false"}).json()
+
+
+def test_similar_metadata_is_null_for_ids_the_table_lacks(tmp_path):
+    store = EmbeddingStore.init(tmp_path / "home", progress=False)
+    try:
+        store.publish("items", clustered_embeddings(seed=1, dim=DIM))
+        path = tmp_path / "few.csv"
+        pd.DataFrame({"itemId": [0, 1], "title": ["zero", "one"], "genres": ["a", None]}).to_csv(path, index=False)
+        with TestClient(create_app(store, {"items": Metadata.load(path, "itemId")})) as client:
+            body = client.get("/api/sets/items/similar", params={"id": 5, "k": 19, "metadata": "true"}).json()
+        assert body["query_metadata"] is None
+        by_id = dict(zip(body["ids"], body["metadata"]))
+        assert by_id[1] == {"title": "one", "genres": None} and by_id[0] == {"title": "zero", "genres": "a"}
+        assert all(by_id[i] is None for i in body["ids"] if i > 1)
+    finally:
+        store.close()
+
+
+def test_openapi_describes_similar_with_metadata(served):
+    _, client, _ = served
+    spec = client.get("/openapi.json").json()
+    get = spec["paths"]["/api/sets/{ref}/similar"]["get"]
+    param = next(p for p in get["parameters"] if p["name"] == "metadata")
+    assert param["required"] is False and param["schema"]["type"] == "boolean" and "--metadata" in param["description"]
+    ref = get["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    schema = spec["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    assert {"metadata", "query_metadata"} <= set(schema["properties"])
+    assert set(schema["required"]) == {"ref", "metric", "query", "ids", "scores"}  # absent unless asked
+    assert "missing" not in schema["properties"]

@@ -59,6 +59,20 @@ class RecallOut(pydantic.BaseModel):
     missing: list[Id] = pydantic.Field(default_factory=list, description="recent ids skipped as unknown")
 
 
+class SimilarOut(pydantic.BaseModel):
+    ref: str = pydantic.Field(description="the version that answered, e.g. movies@3 (an alias resolved now)")
+    metric: str = pydantic.Field(description="ip or cosine: higher is closer; l2: a distance, lower is closer")
+    query: Id = pydantic.Field(description="the query id")
+    ids: list[Id] = pydantic.Field(description="neighbour ids, best first")
+    scores: list[float] = pydantic.Field(description="their scores, same order")
+    query_metadata: dict[str, Any] | None = pydantic.Field(
+        None, description="with metadata=true: the query's row of the set's metadata table (null if it has none); "
+                          "absent otherwise")
+    metadata: list[dict[str, Any] | None] | None = pydantic.Field(
+        None, description="with metadata=true: each neighbour's row of the set's metadata table (column -> value, "
+                          "null where the table lacks the id), same order as ids; absent otherwise")
+
+
 class VectorsIn(pydantic.BaseModel):
     ids: list[Id] = pydantic.Field(min_length=1, max_length=10_000, description="ids to read")
     allow_missing: bool = pydantic.Field(False, description="skip unknown ids (listed in missing) instead of 404")
@@ -165,12 +179,20 @@ class Service:
         if not 1 <= k <= self.max_k:
             raise ConfigError(f"k must be between 1 and {self.max_k}, got {k}")
 
-    def similar(self, ref: str, item_id: Any, k: int, exclude: list | None = None) -> RecallOut:
+    def similar(self, ref: str, item_id: Any, k: int, exclude: list | None = None,
+                with_metadata: bool = False) -> SimilarOut:
         self.check_k(k)
         v = self.store.resolve(ref)
+        meta = self.metadata.get(v.set)
+        if with_metadata and meta is None:
+            raise ConfigError(f"this server has no metadata for set {v.set!r} (start it with "
+                              f"--metadata {v.set}=FILE[:ID_COLUMN]); ask without metadata=true")
         query = typed_id(v.id_type, item_id)
         res = self.store.recall(v, ids=[query], k=k, exclude=exclude or None)[0]
-        return RecallOut(ref=v.ref, metric=metric_of(v), query=query, ids=res.ids, scores=res.scores)
+        found = dict(ref=v.ref, metric=metric_of(v), query=query, ids=res.ids, scores=res.scores)
+        if with_metadata:  # only then are the two fields set, and so sent (response_model_exclude_unset)
+            found.update(query_metadata=meta.row(query), metadata=meta.rows(res.ids))
+        return SimilarOut(**found)
 
     def vector_recall(self, ref: str, vector, k: int, exclude: list | None = None, version=None,
                       missing: list | None = None) -> RecallOut:
@@ -336,7 +358,8 @@ def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
 
 ERRORS = {
     404: {"model": ErrorOut, "description": "unknown set, version, alias or id"},
-    422: {"model": ErrorOut, "description": "invalid request: k out of range, wrong dimension, bad ref"},
+    422: {"model": ErrorOut, "description": "invalid request: k out of range, wrong dimension, bad ref, "
+                                           "metadata asked of a set the server has none for"},
 }
 
 REF = Path(description="a ref: set (latest published), set@3 (pinned) or set@prod (alias)",
@@ -364,15 +387,18 @@ def api_router(service: Service) -> APIRouter:
     def resolve(ref: str = REF) -> VersionOut:
         return version_out(service.store.resolve(ref))
 
-    @router.get("/sets/{ref}/similar", response_model=RecallOut, responses=ERRORS, response_model_exclude={"missing"},
-                tags=["recall"], summary="similar items for an id")
+    @router.get("/sets/{ref}/similar", response_model=SimilarOut, responses=ERRORS, response_model_exclude_unset=True,
+                tags=["recall"], summary="similar items for an id, optionally with their metadata")
     def similar(
         ref: str = REF,
         id: str = Query(..., description="the item id", examples=["1"]),
         k: int = Query(10, ge=1, le=max_k, description="neighbours wanted"),
         exclude: list[str] = Query([], description="ids never returned (repeat the parameter)"),
-    ) -> RecallOut:
-        return service.similar(ref, id, k, exclude)
+        metadata: bool = Query(False, description="add query_metadata and metadata (the rows of the set's table "
+                                                  "given to embstore serve --metadata); 422 when the server has none "
+                                                  "for the set"),
+    ) -> SimilarOut:
+        return service.similar(ref, id, k, exclude, with_metadata=metadata)
 
     @router.post("/sets/{ref}/recall/user", response_model=RecallOut, responses=ERRORS, tags=["recall"],
                  summary="recall for a user: from recent item ids, or from a user embedding set")

@@ -1,35 +1,51 @@
 """The explorer page: judge an embedding version by looking at it.
 
-``GET /explorer?ref=movies@prod&q=Toy Story&k=10&compare=movies@1&color=genres``
+``GET /explorer?ref=movies@prod&q=Toy Story&k=10&n=500&index=exact&compare=movies@1&color=genres``
 renders, on the server, the chosen item with its metadata, its k nearest
-neighbours with scores, a histogram of the scores of its nearest few hundred,
-an optional side-by-side comparison with a second version (with the overlap of
-the two top-k lists), and a 2-D PCA map of a sample of the version's vectors
-coloured by a metadata column, with the item and its neighbours highlighted.
+neighbours (``k`` up to 500) with scores, a histogram of the scores of its
+``n`` nearest (default 500), the overlap between exact search and the
+version's own index, an optional side-by-side comparison with a second version
+(with the overlap of the two top-k lists), and a 2-D PCA map of a sample of the
+version's vectors coloured by a metadata column (``color``; a multi-valued
+column by each cell's first value, or ``color_value`` against the rest), with
+the item and its neighbours highlighted.
+
+``index=index`` (default) asks the version's own index, as recall does;
+``index=exact`` searches the version's vectors by brute force with the
+version's metric. Form values that are out of range or malformed give the page
+with a message saying which value was used instead, never an error page.
+
 The page works without JavaScript; a few lines of it add type-ahead
 suggestions and submit on change. Nothing is fetched from the internet.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import numpy as np
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from embstore.caching import LRU
 from embstore.errors import EmbstoreError, NotFoundError, UnknownIdsError
 from embstore.ids import plain_list, typed_id
 from embstore.linalg import unit_rows
+from embstore.server.app import metric_of
 
 HERE = Path(__file__).resolve().parent
-HIST_DEFAULT = 300
-HIST_MAX = 1000
+K_DEFAULT = 10
+K_MAX = 500
+HIST_DEFAULT = 500
+HIST_MIN = 10
+HIST_MAX = 5000
 HIST_BINS = 30
 MAP_SAMPLE = 1500
+SAMPLE_MIN, SAMPLE_MAX = 100, 20_000
+INDEX_CHOICES = ("index", "exact")
 MAP_SEED = 0
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f")
 GREY = "#c8c8c8"
@@ -103,9 +119,138 @@ class Projections:
         self._cache = LRU(size)
 
     def get(self, store, version, sample: int) -> Projection:
-        cosine = str(version.retriever_config.get("metric", "cosine")) == "cosine"
+        cosine = metric_of(version) == "cosine"
         key = (version.storage_path, sample, cosine)
         return self._cache.get_or_build(key, lambda: pca_projection(store.load(version).vectors, sample, cosine))
+
+
+class Norms:
+    """Row norms of versions' vectors (for exact cosine and l2 search), cached per version."""
+
+    def __init__(self, size: int = 8):
+        self._cache = LRU(size)
+
+    def get(self, store, version) -> np.ndarray:
+        def build() -> np.ndarray:
+            vectors = store.load(version).vectors
+            out = np.empty(len(vectors), dtype=np.float64)
+            for start in range(0, len(vectors), 65536):
+                block = np.asarray(vectors[start:start + 65536], dtype=np.float64)
+                out[start:start + len(block)] = np.sqrt((block * block).sum(axis=1))
+            return out
+
+        return self._cache.get_or_build(version.storage_path, build)
+
+
+def exact_top(vectors: np.ndarray, norms: np.ndarray, query_row: int, n: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force top-``n`` rows and scores for the vector at ``query_row`` (itself left out),
+    with the scores the retriever contract gives: ip, cosine (similarities, best first) or l2
+    (Euclidean distance, nearest first)."""
+    q = np.asarray(vectors[query_row], dtype=np.float64)
+    dots = np.asarray(vectors, dtype=np.float32) @ q.astype(np.float32)
+    dots = dots.astype(np.float64)
+    if metric == "cosine":
+        qn = float(np.linalg.norm(q))
+        scores = dots / np.where(norms > 0, norms, 1.0) / (qn if qn > 0 else 1.0)
+        scores[norms == 0] = 0.0
+    elif metric == "l2":
+        scores = np.sqrt(np.maximum(norms ** 2 - 2 * dots + float(q @ q), 0.0))
+    else:
+        scores = dots
+    key = scores.copy() if metric == "l2" else -scores  # ascending: best first
+    key[query_row] = np.inf
+    n = min(n, len(key) - 1)
+    if n <= 0:
+        return np.empty(0, dtype=np.int64), np.empty(0)
+    top = np.argpartition(key, n - 1)[:n]
+    top = top[np.lexsort((top, key[top]))]  # ties by row, so the order is reproducible
+    return top.astype(np.int64), scores[top]
+
+
+@dataclass
+class Form:
+    """The explorer's form, parsed; values that could not be used are replaced and explained."""
+
+    ref: str | None = None
+    q: str = ""
+    id: str | None = None
+    k: int = K_DEFAULT
+    n: int = HIST_DEFAULT
+    index: str = "index"
+    compare: str | None = None
+    color: str | None = None
+    color_value: str | None = None
+    sample: int = MAP_SAMPLE
+    problems: list[str] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, params, k_max: int = K_MAX) -> "Form":
+        """From query parameters (strings); never raises."""
+        def text(name: str) -> str | None:
+            value = params.get(name)
+            return value.strip() if isinstance(value, str) and value.strip() else None
+
+        form = cls(ref=text("ref"), q=(params.get("q") or "").strip(), id=text("id"), compare=text("compare"),
+                   color=text("color"), color_value=text("color_value"))
+        form.k = form._number(params.get("k"), "k", "number of results", K_DEFAULT, 1, k_max)
+        form.n = form._number(params.get("n"), "n", "histogram depth", HIST_DEFAULT, HIST_MIN, HIST_MAX)
+        form.sample = form._number(params.get("sample"), "sample", "map sample", MAP_SAMPLE, SAMPLE_MIN, SAMPLE_MAX)
+        index = text("index") or "index"
+        if index not in INDEX_CHOICES:
+            form.problems.append(f"index must be 'index' (the version's own) or 'exact', got {index!r}; "
+                                 "showing the version's index")
+            index = "index"
+        form.index = index
+        return form
+
+    def _number(self, raw: Any, name: str, what: str, default: int, lo: int, hi: int) -> int:
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            return default
+        try:
+            value = int(str(raw).strip())
+        except ValueError:
+            self.problems.append(f"{what} ({name}) must be a whole number from {lo} to {hi}, got {raw!r}; "
+                                 f"showing {default}")
+            return default
+        if not lo <= value <= hi:
+            used = min(max(value, lo), hi)
+            self.problems.append(f"{what} ({name}) must be from {lo} to {hi}, got {value}; showing {used}")
+            return used
+        return value
+
+    def link(self, **changes: Any) -> str:
+        """A query string for this form with ``changes``; defaults are left out."""
+        state = replace(self, problems=[])
+        for key, value in changes.items():
+            setattr(state, key, value)
+        pairs = [("ref", state.ref), ("id", state.id), ("q", state.q if state.id is None else None),
+                 ("k", state.k if state.k != K_DEFAULT else None),
+                 ("n", state.n if state.n != HIST_DEFAULT else None),
+                 ("index", state.index if state.index != "index" else None),
+                 ("compare", state.compare), ("color", state.color), ("color_value", state.color_value),
+                 ("sample", state.sample if state.sample != MAP_SAMPLE else None)]
+        return "?" + urlencode([(k, str(v)) for k, v in pairs if v not in (None, "")])
+
+
+def index_name(version, short: bool = False) -> tuple[str, bool]:
+    """How the version's own index reads in the page (``short``: in the form), and whether it is
+    exact: from the facts the store recorded at build (``metrics["index"]``: kind, exact,
+    recall@10) when there are any, else from the retriever config."""
+    facts = (version.metrics or {}).get("index")
+    facts = facts if isinstance(facts, dict) else {}
+    config = version.retriever_config or {}
+    kind = str(facts.get("kind") or config.get("index") or "") or None
+    exact = bool(facts.get("exact", kind == "flat"))
+    name = " ".join(x for x in (version.retriever, kind) if x)
+    if not kind:
+        return name, exact
+    detail = "exact" if exact else "approximate"
+    recall = facts.get("recall@10")
+    if short:
+        return f"{name}, {detail}", exact
+    if not exact and isinstance(recall, (int, float)):
+        detail += f", recall@10 {recall:.2f} at build"
+    return f"{name} ({detail})", exact
 
 
 # -- pictures -------------------------------------------------------------------
@@ -175,6 +320,8 @@ class Explorer:
         self.service = service
         self.store = service.store
         self.projections = Projections()
+        self.norms = Norms()
+        self.k_max = min(K_MAX, service.max_k)
 
     def meta(self, set_name: str):
         return self.service.metadata.get(set_name)
@@ -216,9 +363,19 @@ class Explorer:
             return None, [], f"no item in {version.ref} matches {q!r}{hint}"
         return matches[0][0], matches[1:], None
 
-    def neighbours(self, version, item_id, k: int, n_hist: int):
-        res = self.store.recall(version.ref, ids=[item_id], k=max(k, n_hist))[0]
-        return res.ids, res.scores
+    def neighbours(self, version, item_id, n: int, index: str) -> tuple[list, list[float]]:
+        """The ``n`` nearest of ``item_id``: from the version's own index (as recall answers) or
+        by brute force over its vectors (``index="exact"``)."""
+        if index != "exact":
+            res = self.store.recall(version, ids=[item_id], k=n)[0]
+            return res.ids, res.scores
+        loaded = self.store.load(version)
+        rows, missing = loaded.rows([item_id])
+        if missing:
+            raise UnknownIdsError(f"id {item_id!r} is not in {version.ref}", missing)
+        found, scores = exact_top(loaded.vectors, self.norms.get(self.store, version), int(rows[0]), n,
+                                  metric_of(version))
+        return plain_list(loaded.ids[found]), [float(x) for x in scores]
 
     def rows_for(self, meta, ids: list, scores: list[float], other: set | None = None) -> list[dict]:
         out = []
@@ -229,56 +386,106 @@ class Explorer:
                         "raw": s, "shared": other is not None and i in other})
         return out
 
-    def render(self, ref: str | None, q: str, item_id: str | None, k: int, compare: str | None,
-               color: str | None, n_hist: int, sample: int) -> str:
-        ctx: dict[str, Any] = {"groups": self.ref_options(), "ref": ref, "q": q, "k": k, "compare": compare,
-                               "color": color, "n_hist": n_hist, "sample": sample, "errors": []}
+    def render(self, form: Form) -> str:
+        ctx: dict[str, Any] = {"groups": self.ref_options(), "form": form, "ref": form.ref, "q": form.q, "k": form.k,
+                               "compare": form.compare, "color": form.color, "n_hist": form.n, "sample": form.sample,
+                               "k_max": self.k_max, "hist_min": HIST_MIN, "hist_max": HIST_MAX,
+                               "errors": list(form.problems), "link": form.link}
         if not ctx["groups"]:
             ctx["errors"].append("nothing is published yet: run `embstore run ...` and reload")
             return _env().get_template("explorer.html").render(**ctx)
-        if not ref:  # the first set, at its prod alias when it has one
+        if not form.ref:  # the first set, at its prod alias when it has one
             values = [o["value"] for o in ctx["groups"][0]["options"]]
-            ref = next((v for v in values if v.endswith("@prod")), values[0])
-            ctx["ref"] = ref
+            form.ref = next((v for v in values if v.endswith("@prod")), values[0])
+            ctx["ref"] = form.ref
         try:
-            version = self.store.resolve(ref)
+            version = self.store.resolve(form.ref)
         except EmbstoreError as exc:
             ctx["errors"].append(str(exc))
             return _env().get_template("explorer.html").render(**ctx)
         meta = self.meta(version.set)
-        ctx.update(version=version, metric=str(version.retriever_config.get("metric", "cosine")), meta=meta,
-                   set_versions=self.store.versions(version.set),
+        own_index, own_exact = index_name(version)
+        ctx.update(version=version, metric=metric_of(version), meta=meta,
+                   set_versions=self.store.versions(version.set), own_index=own_index, own_exact=own_exact,
+                   own_index_short=index_name(version, short=True)[0],
                    columns=[c for c in (meta.columns if meta else []) if c != meta.title_column],
                    colour_columns=meta.colour_columns() if meta else [])
-        if meta and (color is None or color not in ctx["colour_columns"]):
-            color = ctx["colour_columns"][0] if ctx["colour_columns"] else None
-            ctx["color"] = color
+        self._colouring(form, meta, ctx)
         try:
-            item, others, message = self.find_item(version, meta, q, item_id)
+            item, others, message = self.find_item(version, meta, form.q, form.id)
         except EmbstoreError as exc:
             item, others, message = None, [], str(exc)
         if message:
             ctx["errors"].append(message)
         ctx["others"] = [{"id": i, "label": lab} for i, lab in others]
         ids, scores = [], []
+        k = form.k
         if item is not None:
+            form.id = str(item)
             ctx["item"] = {"id": item, "label": meta.label(item) if meta else None,
                            "meta": (meta.row(item) or {}) if meta else {}}
-            ctx["q"] = ctx["item"]["label"] or str(item)
-            ids, scores = self.neighbours(version, item, k, n_hist)
+            form.q = ctx["q"] = ctx["item"]["label"] or str(item)
+            ids, scores = self.neighbours(version, item, max(k, form.n), form.index)
             cut = scores[k - 1] if len(scores) >= k else None
-            ctx["hist"] = histogram(scores[:n_hist], cut)
+            ctx["hist"] = histogram(scores[:form.n], cut)
+            ctx["short_of"] = self.short_of(version, len(ids), k, form)
+            ctx["exactness"] = self.exactness(version, meta, item, k, ids[:k], form.index)
         else:
+            form.id = None
             ctx["examples"] = self.examples(version, meta)
         top = ids[:k]
-        if compare and item is not None:
-            ctx["cmp"] = self.comparison(version, meta, compare, item, k, top, scores[:k])
+        if form.compare and item is not None:
+            ctx["cmp"] = self.comparison(version, meta, form.compare, item, k, top, scores[:k], form.index)
         ctx["rows"] = self.rows_for(meta, top, scores[:k])
         try:
-            ctx["map"] = self.map(version, meta, color, item, top, sample)
+            ctx["map"] = self.map(version, meta, form.color, form.color_value, item, top, form.sample)
         except EmbstoreError as exc:
             ctx["errors"].append(f"map: {exc}")
         return _env().get_template("explorer.html").render(**ctx)
+
+    @staticmethod
+    def short_of(version, got: int, k: int, form: Form) -> str | None:
+        """Say so when the search returned fewer neighbours than the form asked for and the version has."""
+        others = max((version.count or 0) - 1, 0)
+        wanted = min(max(k, form.n), others)
+        if got >= wanted:
+            return None
+        hint = "" if form.index == "exact" else " (an approximate index can return fewer; choose exact to see all)"
+        return f"asked for {wanted:,} of {others:,} other vectors; the search returned {got:,}{hint}"
+
+    def _colouring(self, form: Form, meta, ctx: dict) -> None:
+        """Settle the map's colour column and value (unknown ones fall back, with a message)."""
+        columns = ctx["colour_columns"]
+        if not meta or not columns:
+            form.color = form.color_value = None
+            ctx["color"] = None
+            return
+        if form.color is not None and form.color not in columns:
+            ctx["errors"].append(f"no metadata column {form.color!r} to colour the map by; "
+                                 f"columns: {', '.join(columns)}")
+            form.color_value = None
+        if form.color not in columns:
+            form.color = columns[0]
+        ctx["color"] = form.color
+        numeric = meta.is_numeric(form.color)
+        ctx["color_values"] = [] if numeric else meta.values(form.color)
+        ctx["color_multi"] = form.color in meta.multi_columns
+        known = {v for v, _ in meta.values(form.color, None)} if not numeric else set()
+        if form.color_value is not None and form.color_value not in known:
+            ctx["errors"].append(f"{form.color} has no value {form.color_value!r}; colouring by "
+                                 + ("quintiles" if numeric else "the most frequent values"))
+            form.color_value = None
+
+    def exactness(self, version, meta, item, k: int, top: list, index: str) -> dict:
+        """The overlap of the version's own index and exact search in the top k."""
+        other = "exact" if index != "exact" else "index"
+        ids, _ = self.neighbours(version, item, k, other)
+        exact_ids, index_ids = (ids, top) if other == "exact" else (top, ids)
+        shared = set(exact_ids) & set(index_ids)
+        missed = [i for i in exact_ids if i not in shared]
+        label = (lambda i: (meta.label(i) if meta else None) or str(i))
+        return {"shared": len(shared), "k": min(k, len(exact_ids)) or k, "recall": len(shared) / max(len(exact_ids), 1),
+                "missed": [{"id": i, "label": label(i)} for i in missed]}
 
     def examples(self, version, meta, n: int = 6) -> list[dict]:
         loaded = self.store.load(version)
@@ -287,65 +494,81 @@ class Explorer:
         ids = plain_list(loaded.ids[rows])
         return [{"id": i, "label": (meta.label(i) if meta else None) or str(i)} for i in ids]
 
-    def comparison(self, version, meta, compare: str, item, k: int, top: list, top_scores: list) -> dict:
+    def comparison(self, version, meta, compare: str, item, k: int, top: list, top_scores: list,
+                   index: str = "index") -> dict:
         out: dict[str, Any] = {"ref": compare}
         try:
             other = self.store.resolve(compare)
             out["version"] = other
-            res = self.store.recall(other.ref, ids=[item], k=k)[0]
+            ids, scores = self.neighbours(other, item, k, index)
         except UnknownIdsError:
             out["error"] = f"{compare} has no item {item!r}"
             return out
         except EmbstoreError as exc:
             out["error"] = str(exc)
             return out
-        ids = res.ids
         shared = set(top) & set(ids)
         union = set(top) | set(ids)
         out.update(
             ids=ids,
             rows_a=self.rows_for(meta, top, top_scores, set(ids)),
-            rows=self.rows_for(self.meta(other.set) or meta, ids, res.scores, set(top)),
+            rows=self.rows_for(self.meta(other.set) or meta, ids, scores, set(top)),
             shared=len(shared), k=k, jaccard=len(shared) / len(union) if union else 1.0,
             same=other.storage_path == version.storage_path,
             dims=(version.dim, other.dim),
         )
         return out
 
-    def map(self, version, meta, color: str | None, item, top: list, sample: int) -> dict:
+    def map(self, version, meta, color: str | None, value: str | None, item, top: list, sample: int) -> dict:
         proj = self.projections.get(self.store, version, sample)
         loaded = self.store.load(version)
         sample_ids = loaded.ids[proj.rows].tolist()
+        note = None
         if meta and color:
-            cats = meta.categories(color)
-            order = [c for c in cats.value_counts().index.tolist() if c != "other"]
-            legend_names = order + ["other", "no metadata"]
-            sample_cats = meta.category_of(color, sample_ids)
+            sample_cats = meta.category_of(color, sample_ids, value)
             labels = [lab or str(i) for i, lab in zip(sample_ids, meta.labels(sample_ids))]
+            if value is not None:
+                legend_names = [value, f"not {value}", "missing", "no metadata"]
+            else:
+                cats = meta.categories(color)
+                order = [c for c in cats.value_counts().index.tolist() if c not in ("other", "missing")]
+                if meta.is_numeric(color):
+                    order = sorted(order, key=_interval_start)
+                legend_names = order + ["other", "missing", "no metadata"]
+            note = meta.colouring_note(color, value)
         else:
             legend_names, sample_cats, labels = ["all"], ["all"] * len(sample_ids), [str(i) for i in sample_ids]
-        legend = [(name, PALETTE[j] if j < len(PALETTE) and name not in ("other", "no metadata") else GREY)
-                  for j, name in enumerate(legend_names)]
-        if legend_names == ["all"]:
-            legend = [("all", PALETTE[0])]
+        grey = {"other", "missing", "no metadata"} | ({f"not {value}"} if value is not None else set())
+        legend, j = [], 0
+        for name in legend_names:
+            if name in grey or j >= len(PALETTE):
+                legend.append((name, GREY))
+            else:
+                legend.append((name, PALETTE[j]))
+                j += 1
         highlight = []
         if item is not None:
             hl_ids = [item] + list(top)
-            vecs = self.store.vectors(version.ref, hl_ids).matrix
+            vecs = self.store.vectors(version, hl_ids).matrix
             xy = proj.project(vecs)
-            hl_cats = meta.category_of(color, hl_ids) if meta and color else ["all"] * len(hl_ids)
+            hl_cats = meta.category_of(color, hl_ids, value) if meta and color else ["all"] * len(hl_ids)
             for j, (i, (x, y), cat) in enumerate(zip(hl_ids, xy.tolist(), hl_cats)):
                 label = (meta.label(i) if meta else None) or str(i)
                 highlight.append({"id": i, "x": x, "y": y, "kind": "item" if j == 0 else "neighbour",
                                   "rank": j, "label": label, "category": cat})
             highlight.reverse()  # the item is drawn last, on top
-        present = set(sample_cats) | {h["category"] for h in highlight}
+        counts: dict[str, int] = {}
+        for c in sample_cats:
+            counts[c] = counts.get(c, 0) + 1
+        present = set(counts) | {h["category"] for h in highlight}
         geometry = scatter(proj.coords, sample_cats, labels, highlight, legend)
-        geometry["legend"] = [(n, c) for n, c in legend if n in present]
+        geometry["legend"] = [(n, c, counts.get(n, 0)) for n, c in legend if n in present]
         geometry["explained"] = [round(100 * e, 1) for e in proj.explained]
         geometry["sample"] = len(proj.rows)
         geometry["total"] = len(loaded.ids)
         geometry["color"] = color
+        geometry["value"] = value
+        geometry["note"] = note
         return geometry
 
     def suggest(self, ref: str, q: str, limit: int) -> list[dict]:
@@ -362,23 +585,24 @@ class Explorer:
         return out[:limit]
 
 
+def _interval_start(label: str) -> float:
+    try:
+        return float(label.strip("([").split(",")[0])
+    except ValueError:
+        return float("inf")
+
+
 def explorer_router(service) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     explorer = Explorer(service)
 
     @router.get("/explorer", response_class=HTMLResponse)
-    def page(
-        ref: str | None = Query(None),
-        q: str = Query(""),
-        id: str | None = Query(None),
-        k: int = Query(10, ge=1, le=100),
-        compare: str | None = Query(None),
-        color: str | None = Query(None),
-        n: int = Query(HIST_DEFAULT, ge=10, le=HIST_MAX),
-        sample: int = Query(MAP_SAMPLE, ge=100, le=20_000),
-    ) -> HTMLResponse:
-        html = explorer.render(ref, q, id, k, compare or None, color or None, n, sample)
-        return HTMLResponse(html)
+    def page(request: Request) -> HTMLResponse:
+        """Every parameter is read as text and checked here, so a bad value gives the page with a
+        message (never a JSON validation error): ref, q, id, k, n, index, compare, color,
+        color_value, sample."""
+        form = Form.parse(request.query_params, explorer.k_max)
+        return HTMLResponse(explorer.render(form))
 
     @router.get("/explorer/suggest")
     def suggest(ref: str = Query(...), q: str = Query(""), limit: int = Query(8, ge=1, le=50)) -> JSONResponse:

@@ -1,15 +1,27 @@
 """Side information shown next to ids in the explorer: titles, genres, any column.
 
 One table per embedding set, given on the command line as ``SET=PATH[:ID_COLUMN]``
-(CSV or parquet), e.g. ``movies_item2vec=ml-latest-small/movies.csv:movieId``.
-Without ``:ID_COLUMN`` the id column is ``id`` or ``item_id`` if present, else
-the first column. Every other column is shown; a column named ``title`` or
-``name`` (else the first text column) labels items; cells such as
-``Adventure|Comedy`` are multi-valued, and colouring uses their first value.
+(CSV or parquet), e.g. ``movies_item2vec=ml-latest-small/movies.csv:movieId``
+(``embstore recall --metadata`` takes ``PATH[:ID_COLUMN]``). Without
+``:ID_COLUMN`` the id column is ``id`` or ``item_id`` if present, else the first
+column. Every other column is shown; a column named ``title``, ``name`` or
+``label`` (else the first text column) labels items.
+
+Title search matches words in any order and case, accents ignored, with a
+trailing article read in front: "the matrix" finds "Matrix, The (1999)" first,
+"star wars empire" finds "Star Wars: Episode V - The Empire Strikes Back (1980)".
+
+Cells such as ``Adventure|Comedy`` are multi-valued (a text column where more
+than 5% of cells contain ``|``). A map coloured by such a column uses each
+cell's first listed value, or one chosen value against the rest
+(``categories(column, value="Comedy")``); numeric columns with many values are
+cut into quintiles.
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +36,13 @@ MULTI_SEPARATOR = "|"
 MAX_CATEGORIES = 9  # colours for the most frequent values; the rest are "other"
 _ID_CANDIDATES = ("id", "item_id")
 _TITLE_CANDIDATES = ("title", "name", "label")
+_WORD = re.compile(r"\w+")
+# "Matrix, The (1999)" is read as "The Matrix (1999)"; articles of the languages MovieLens titles use
+_TRAILING_ARTICLE = re.compile(
+    r"^(?P<name>.+?), (?P<article>the|a|an|les|la|le|l'|los|las|el|il|lo|i|gli|das|der|die|den|det|de|het|een)"
+    r"(?P<rest>\s*(\(.*\))?)$"
+)
+_YEAR = re.compile(r"\s*\(\d{4}(\s*-\s*\d{0,4})?\)\s*$")
 
 
 def parse_metadata_arg(arg: str) -> tuple[str, Path, str | None]:
@@ -32,13 +51,44 @@ def parse_metadata_arg(arg: str) -> tuple[str, Path, str | None]:
     if not sep or not rest:
         raise ConfigError(f"--metadata {arg!r}: expected SET=PATH[:ID_COLUMN], e.g. movies=movies.csv:movieId")
     check_set_name(set_name)
+    path, id_column = _path_and_column(rest, arg)
+    return set_name, path, id_column
+
+
+def parse_metadata_path(arg: str) -> tuple[Path, str | None]:
+    """``PATH[:ID_COLUMN]`` -> (path, id column or None); a path that exists as given wins."""
+    if not arg:
+        raise ConfigError("--metadata '': expected PATH[:ID_COLUMN], e.g. movies.csv:movieId")
+    return _path_and_column(arg, arg)
+
+
+def _path_and_column(rest: str, arg: str) -> tuple[Path, str | None]:
     path, id_column = Path(rest), None
     if not path.exists() and ":" in rest:
         head, _, tail = rest.rpartition(":")
         path, id_column = Path(head), tail or None
     if not path.is_file():
         raise ConfigError(f"--metadata {arg!r}: file {path} not found")
-    return set_name, path, id_column
+    return path, id_column
+
+
+def fold(text: str) -> str:
+    """Lower case without accents: what title search compares."""
+    decomposed = unicodedata.normalize("NFKD", str(text))
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).lower()
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(fold(text))
+
+
+def natural_title(title: str) -> str:
+    """The folded title with a trailing article moved to the front: "Matrix, The (1999)" -> "the matrix (1999)"."""
+    folded = fold(title).strip()
+    m = _TRAILING_ARTICLE.match(folded)
+    if m:
+        return f"{m['article']} {m['name']}{m['rest']}"
+    return folded
 
 
 @dataclass
@@ -51,8 +101,10 @@ class Metadata:
     title_column: str | None
     multi_columns: set[str] = field(default_factory=set)
     int_ids: bool = True
-    _categories: dict[str, pd.Series] = field(default_factory=dict, repr=False)
+    _categories: dict[tuple[str, str | None], pd.Series] = field(default_factory=dict, repr=False)
     _colour_columns: list[str] | None = field(default=None, repr=False)
+    _search: pd.DataFrame | None = field(default=None, repr=False)
+    _values: dict[str, list[tuple[str, int]]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, path: str | Path, id_column: str | None = None) -> "Metadata":
@@ -93,6 +145,7 @@ class Metadata:
         meta = cls(path=path, id_column=str(id_column), frame=frame, title_column=title,
                    multi_columns=multi, int_ids=int_ids)
         meta.colour_columns()  # computed once, at start-up
+        meta.search_table()
         return meta
 
     # -- lookups -------------------------------------------------------------
@@ -133,27 +186,58 @@ class Metadata:
         found = self.frame[self.title_column].reindex([self.key(i) for i in ids])
         return [None if pd.isna(v) else str(v) for v in found.tolist()]
 
+    def search_table(self) -> pd.DataFrame | None:
+        """Per id, the folded title (``text``), its words between spaces (``spaced``, for word-prefix
+        matches) and the natural reading with and without the year; built once."""
+        if self._search is None and self.title_column is not None:
+            titles = self.frame[self.title_column].astype(str)
+            text = titles.map(fold)
+            natural = titles.map(natural_title)
+            natural_words = natural.map(lambda t: " ".join(_WORD.findall(t)))
+            bare = natural.map(lambda t: " ".join(_WORD.findall(_YEAR.sub("", t))))
+            self._search = pd.DataFrame({
+                "title": titles,
+                "text": text,
+                "words": text.map(lambda t: " ".join(_WORD.findall(t))),
+                "spaced": " " + natural_words + " ",
+                "natural": natural_words,
+                "bare": bare,
+                "bare_name": text.map(lambda t: " ".join(_WORD.findall(_YEAR.sub("", t).split(", ")[0]))),
+            }, index=self.frame.index)
+        return self._search
+
     def search(self, query: str, limit: int = 10, allowed=None) -> list[tuple[Any, str]]:
-        """Ids whose label matches ``query`` best first: exact, then prefix, then substring;
-        shorter labels first within each group. ``allowed(id) -> bool`` filters ids."""
-        query = query.strip().lower()
-        if not query or self.title_column is None:
+        """Ids whose label matches ``query``, best first. Words match in any order and case, accents
+        ignored. Ranks: the whole title (without its year; "Matrix, The" as "the matrix" or "matrix"), then
+        titles that start with the query, then titles holding every word as a word start, then
+        titles holding every word anywhere; shorter titles first within a rank.
+        ``allowed(id) -> bool`` filters ids."""
+        table = self.search_table()
+        terms = words(query)
+        if table is None or not terms:
             return []
-        titles = self.frame[self.title_column].astype(str)
-        lower = titles.str.lower()
-        hits = lower.str.contains(query, regex=False)
-        if not hits.any():
-            return []
-        found = lower[hits]
-        rank = np.where(found == query, 0, np.where(found.str.startswith(query), 1, 2))
-        order = pd.DataFrame({"rank": rank, "length": found.str.len().to_numpy(), "pos": np.arange(len(found))},
-                             index=found.index).sort_values(["rank", "length", "pos"])
+        hits = np.ones(len(table), dtype=bool)
+        for term in dict.fromkeys(terms):
+            hits &= table["text"].str.contains(term, regex=False).to_numpy()
+            if not hits.any():
+                return []
+        found = table[hits]
+        phrase = " ".join(terms)
+        word_start = np.ones(len(found), dtype=bool)
+        for term in dict.fromkeys(terms):
+            word_start &= found["spaced"].str.contains(" " + term, regex=False).to_numpy()
+        exact = np.zeros(len(found), dtype=bool)
+        for column in ("bare", "natural", "bare_name"):
+            exact |= (found[column] == phrase).to_numpy()
+        prefix = found["natural"].str.startswith(phrase).to_numpy() | found["words"].str.startswith(phrase).to_numpy()
+        rank = np.where(exact, 0, np.where(prefix, 1, np.where(word_start, 2, 3)))
+        order = np.lexsort((np.arange(len(found)), found["title"].str.len().to_numpy(), rank))
         out = []
-        for item_id in order.index:
-            plain = _plain(item_id)
+        for row in order.tolist():
+            plain = _plain(found.index[row])
             if allowed is not None and not allowed(plain):
                 continue
-            out.append((plain, titles.loc[item_id]))
+            out.append((plain, found["title"].iat[row]))
             if len(out) >= limit:
                 break
         return out
@@ -182,28 +266,71 @@ class Metadata:
             return series.astype(str).str.split(MULTI_SEPARATOR, regex=False).str[0]
         return series.astype(str)
 
-    def categories(self, column: str) -> pd.Series:
-        """Per id, the colour category of ``column``: one of the most frequent values or "other".
-        Numeric columns are cut into quintiles."""
-        cached = self._categories.get(column)
-        if cached is not None:
-            return cached
+    def is_numeric(self, column: str) -> bool:
+        series = self.frame[column]
+        return bool(pd.api.types.is_numeric_dtype(series) and series.nunique() > MAX_CATEGORIES)
+
+    def values(self, column: str, limit: int = 60) -> list[tuple[str, int]]:
+        """The values of a column with how many ids have each, most frequent first; every value
+        of a multi-valued cell counts (``Comedy|Drama`` counts for both)."""
+        self._check_column(column)
+        if column not in self._values:
+            series = self.frame[column].dropna().astype(str)
+            if column in self.multi_columns:
+                series = series.str.split(MULTI_SEPARATOR, regex=False).explode().str.strip()
+            counts = series[series != ""].value_counts()
+            self._values[column] = [(str(v), int(c)) for v, c in counts.items()]
+        return self._values[column][:limit]
+
+    def _check_column(self, column: str) -> None:
         if column not in self.frame.columns:
             raise ConfigError(f"metadata has no column {column!r}; columns: {', '.join(self.columns)}")
+
+    def categories(self, column: str, value: str | None = None) -> pd.Series:
+        """Per id, the colour category of ``column``: one of the most frequent (first) values or
+        "other"; numeric columns are cut into quintiles. With ``value``: ``value`` where the cell is
+        (or, multi-valued, contains) it, else ``not <value>``."""
+        key = (column, value)
+        cached = self._categories.get(key)
+        if cached is not None:
+            return cached
+        self._check_column(column)
         series = self.frame[column]
-        if pd.api.types.is_numeric_dtype(series) and series.nunique() > MAX_CATEGORIES:
+        if value is not None:
+            text = series.astype(str)
+            if column in self.multi_columns:
+                has = text.str.split(MULTI_SEPARATOR, regex=False).map(lambda parts: value in [p.strip() for p in parts])
+            else:
+                has = text == value
+            cats = pd.Series(np.where(has.to_numpy(), value, f"not {value}"), index=series.index)
+            cats = cats.where(series.notna(), "missing")
+        elif self.is_numeric(column):
             bins = pd.qcut(series, 5, duplicates="drop")
             cats = bins.astype(str).where(series.notna(), "missing")
         else:
             values = self._first_values(column)
             top = values.value_counts().index[:MAX_CATEGORIES]
             cats = values.where(values.isin(top), "other")
-        self._categories[column] = cats
+        self._categories[key] = cats
         return cats
 
-    def category_of(self, column: str, ids: list) -> list[str]:
-        found = self.categories(column).reindex([self.key(i) for i in ids])
+    def category_of(self, column: str, ids: list, value: str | None = None) -> list[str]:
+        found = self.categories(column, value).reindex([self.key(i) for i in ids])
         return ["no metadata" if pd.isna(v) else v for v in found.tolist()]
+
+    def colouring_note(self, column: str, value: str | None = None) -> str:
+        """How the map's colours were chosen, for its legend."""
+        if value is not None:
+            how = "containing" if column in self.multi_columns else "equal to"
+            return f"{column} {how} {value!r} against the rest"
+        if self.is_numeric(column):
+            return f"{column} in quintiles"
+        if column in self.multi_columns:
+            example = next((v for v in self.frame[column].astype(str) if MULTI_SEPARATOR in v), "a|b")
+            first = example.split(MULTI_SEPARATOR)[0]
+            return (f"first listed value of {column} ({example} counts as {first}); "
+                    f"the {MAX_CATEGORIES} most frequent, the rest grey")
+        return f"{column}: the {MAX_CATEGORIES} most frequent values, the rest grey"
 
 
 def _plain(value: Any) -> Any:

@@ -9,8 +9,13 @@
   var itemId = document.getElementById("item-id");
   if (!form) return;
 
+  var colorValue = document.getElementById("color-value");
   document.querySelectorAll("select.autosubmit").forEach(function (el) {
-    el.addEventListener("change", function () { form.submit(); });
+    el.addEventListener("change", function () {
+      // a value of the previous colour column means nothing for the new one
+      if (el.id === "color" && colorValue) { colorValue.value = ""; }
+      form.submit();
+    });
   });
 
   function hrefFor(id) {
