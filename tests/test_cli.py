@@ -148,3 +148,76 @@ def test_a_producer_named_only_in_the_plugins_setting_works_for_every_command(ho
     check = embstore("pipeline", str(tmp_path / "nightly.yaml"), "--check")
     assert check.returncode == 0 and "ok  dev_items: producer my_dev_producer" in check.stdout, check.stderr
     assert embstore("pipeline", str(tmp_path / "nightly.yaml")).stdout.strip() == "dev_items@2"
+
+
+def test_recall_prints_metadata_beside_ids(home, interactions, tmp_path):
+    assert invoke(home, "init").exit_code == 0
+    assert invoke(home, "run", "item2vec", "--set", "items", "--input", f"interactions={interactions}",
+                  "--config", "epochs=2", "--config", "dim=8").exit_code == 0
+    meta = tmp_path / "items.csv"
+    rows = [f"c{c}_i{i},Item {c}-{i},g{c}|all" for c in range(6) for i in range(20) if (c, i) != (2, 7)]
+    meta.write_text("itemId,title,genres\n" + "\n".join(rows) + "\n")
+    text = invoke(home, "recall", "items", "--id", "c2_i5", "-k", "20", "--metadata", f"{meta}:itemId")
+    assert text.exit_code == 0, text.output
+    lines = text.output.splitlines()
+    assert lines[0] == "c2_i5 (items@1):  Item 2-5  genres: g2|all"
+    neighbours = lines[1:]
+    assert len(neighbours) == 20
+    for line in neighbours:
+        item = line.split()[1]
+        c, i = item[1:].split("_i")
+        described = "(no metadata)" if item == "c2_i7" else f"Item {c}-{i}  genres: g{c}|all"
+        assert line.endswith(f"  {described}"), line
+    payload = json.loads(invoke(home, "recall", "items", "--id", "c2_i5", "-k", "3", "--json",
+                                "--metadata", f"{meta}:itemId").stdout)
+    [result] = payload["results"]
+    assert result["query_metadata"] == {"title": "Item 2-5", "genres": "g2|all"}
+    assert [m and m["title"] for m in result["metadata"]] == [
+        None if i == "c2_i7" else f"Item {i[1]}-{i.split('_i')[1]}" for i in result["ids"]]
+    plain = json.loads(invoke(home, "recall", "items", "--id", "c2_i5", "-k", "3", "--json").stdout)
+    assert "metadata" not in plain["results"][0]  # unchanged without --metadata
+    for bad, message in [(f"{meta}:nope", "has no column 'nope'; columns: itemId, title, genres"),
+                         (str(tmp_path / "absent.csv"), "absent.csv not found")]:
+        out = CliRunner().invoke(cli, ["--home", str(home), "recall", "items", "--id", "c2_i5", "--metadata", bad])
+        assert out.exit_code == 1 and out.output.strip().startswith("error: ") and message in out.output
+
+
+def test_describe_shows_a_producers_options_as_help_would():
+    result = CliRunner().invoke(cli, ["describe", "item2vec"])
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert text.startswith("Usage: embstore run item2vec --set SET --input KIND=PATH")
+    assert "producer item2vec from plugin item2vec" in text and "Inputs:" in text and "requires  interactions" in text
+    assert "Options (--config KEY=VALUE):" in text
+    flat = " ".join(text.split())  # descriptions wrap at the terminal width
+    assert "dim=INTEGER Vector dimension. [default: 64; >=1]" in flat
+    assert "window=INTEGER|all Context size:" in flat and "[default: 20; INTEGER >=1]" in flat
+    assert "min_rating=FLOAT|null Drop interactions rated below this" in flat
+    payload = json.loads(CliRunner().invoke(cli, ["describe", "item2vec", "--json"]).output)
+    [d] = payload
+    assert (d["name"], d["kind"], d["requires"], d["entity"], d["infer"]) == ("item2vec", "producer", ["interactions"],
+                                                                           "item_id", False)
+    options = {o["name"]: o for o in d["options"]}
+    assert options["dim"] == {"name": "dim", "type": "INTEGER", "constraints": [">=1"], "required": False,
+                              "default": 64, "description": "Vector dimension.", "schema": options["dim"]["schema"]}
+    assert options["dim"]["schema"]["minimum"] == 1 and options["min_rating"]["default"] is None
+    from embstore.catalogue import catalogue
+
+    assert list(options) == list(catalogue().producer("item2vec").Config.model_fields)
+
+
+def test_describe_works_for_retrievers_and_evaluators_and_names_the_known_ones():
+    faiss = CliRunner().invoke(cli, ["describe", "faiss"])
+    assert faiss.exit_code == 0 and "Options (--retriever-config KEY=VALUE):" in faiss.output
+    assert "metric=[ip|cosine|l2]" in faiss.output and "[default: cosine]" in faiss.output
+    hit = " ".join(CliRunner().invoke(cli, ["describe", "hit_rate"]).output.split())
+    assert "Options (--evaluate hit_rate:KEY=VALUE,...):" in hit and "path=PATH held-out interactions" in hit
+    assert "[required]" in hit and "exclude_seen=BOOLEAN" in hit and "[default: true]" in hit
+    eges = json.loads(CliRunner().invoke(cli, ["describe", "eges", "--json"]).output)[0]
+    assert eges["infer"] is True and "side_info" in eges["requires"] + eges["accepts"]
+    missing = CliRunner().invoke(cli, ["describe", "nope"])
+    assert missing.exit_code == 1 and missing.output.count("\n") == 1
+    assert missing.output.startswith("error: no producer, retriever or evaluator named 'nope' (producers: ")
+    assert "item2vec" in missing.output and "retrievers: faiss" in missing.output
+    wrong_kind = CliRunner().invoke(cli, ["describe", "item2vec", "--kind", "retriever"])
+    assert wrong_kind.exit_code == 1 and "no retriever named 'item2vec'" in wrong_kind.output

@@ -2,7 +2,7 @@
 (2 for usage errors); ``--debug`` shows the traceback.
 
 Commands are grouped by what users do: ``home`` (init, doctor, check, gc, plugins,
-plugin new), ``build`` (run, infer, compose, pipeline, evaluate, materialize),
+plugin new), ``describe`` (a plugin's options), ``build`` (run, infer, compose, pipeline, evaluate, materialize),
 ``versions`` (versions, promote, rollback, diff), ``read`` (recall, export) and
 ``serve``. Domain modules return data; printing happens here.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import click
 
-from embstore.cli import build, home, read, serve, versions
+from embstore.cli import build, describe, home, read, serve, versions
 from embstore.cli.state import Group, State
 
 
@@ -25,7 +25,7 @@ def cli(ctx: click.Context, home: str | None, debug: bool) -> None:
     ctx.obj = State(home, debug)
 
 
-for command in (home.init, home.doctor, home.check, home.gc, home.plugins, home.plugin,
+for command in (home.init, home.doctor, home.check, home.gc, home.plugins, home.plugin, describe.describe,
                 build.run, build.infer, build.compose_command, build.pipeline_command, build.evaluate_command,
                 build.materialize, versions.versions, versions.promote, versions.rollback, versions.diff_command,
                 read.recall, read.export, serve.serve):
