@@ -1,4 +1,39 @@
-"""The built-in FAISS retriever: exact (flat), HNSW and IVF-flat indexes.
+"""The built-in FAISS retriever: exact (flat), HNSW, IVF-flat and LSH indexes, or one chosen by size.
+
+``index=auto`` (the default) gives a version the exact flat index while flat stays fast and an
+HNSW index above that, tuned at build to a measured recall:
+
+- count × dim ≤ ``auto_exact_max`` (6.4M floats, e.g. 100k vectors of 64-d): ``flat``. Measured
+  on a 2-core machine with ``bench/bench_recall.py threshold`` (cosine, one thread per query):
+  flat answers one query in 0.22 ms at 50k × 64, 0.55 ms at 100k × 64, 1.5 ms at 200k × 64,
+  3.6 ms at 400k × 64 and about 8 ms at 1M × 64 (its time follows count × dim: 0.61 ms at
+  50k × 128, 1.7 ms at 100k × 128), while HNSW32 answers in 0.1-0.25 ms and costs 7 s to build
+  at 100k × 64, 35 s at 200k, 103 s at 400k and about 3 min at 1M. Up to 6.4M floats flat stays
+  near half a millisecond, exact and free to build; beyond, its time grows faster than the size
+  (1.5 ms at twice as many floats, ten times HNSW's) while the build stays small beside the
+  online-store write of the same rows (about a minute per million, bench/bench_serve.py).
+- above it: ``hnsw`` (``hnsw_m``, ``ef_construction``). At build, ``recall_sample`` of the
+  version's own vectors are searched with it and exactly (matrix product in blocks), and
+  ``ef_search`` is doubled from its setting (128) up to 1024 until recall@10 reaches
+  ``auto_recall`` (0.95); the value reached is saved with the index and searches use it. If even
+  1024 falls short, the version gets the flat index after all (logged, and said in the report).
+  Queries that are not stored vectors (a user's mean vector) find somewhat less than the sample
+  says: at 1M × 64, ef_search 32 gave 0.97 on stored vectors but 0.87 on held-out draws, which
+  is why the search starts at 128 (0.996 held out) rather than at the least value that passes.
+
+An explicit ``index=`` always wins: ``flat``, ``hnsw``, ``ivf`` or ``lsh`` are built as asked,
+with their own options. Every approximate index measures its recall@10 at build the same way;
+``report()`` gives the facts (kind, parameters, recall, sample, seconds), which the store keeps
+in the version's ``metrics["index"]``.
+
+``index=lsh`` is random-hyperplane LSH (SimHash; FAISS ``IndexLSH``: ``lsh_bits`` sign bits of
+random projections, Hamming distance over all codes) with an exact re-rank of the
+``lsh_candidates`` nearest codes. Hyperplanes hash angles, so it serves ``cosine`` directly and
+``ip`` through the simple-LSH transform (Neyshabur and Srebro, 2015: a stored x becomes
+[x/M, sqrt(1 - |x/M|^2)] with M the largest norm, a query q becomes [q/|q|, 0], and their
+angle orders stored vectors by inner product); ``l2`` is refused with a ConfigError, since
+angles do not order Euclidean distances. Measured with ``bench/bench_recall.py`` on clustered
+64-d vectors: see the README's benchmark table.
 
 Scores follow the Retriever contract: for ``ip`` the raw inner product, for
 ``cosine`` the cosine similarity (stored vectors and queries are normalised to
@@ -10,9 +45,11 @@ possible score: ``-inf`` for ip and cosine, ``+inf`` for l2. Padding therefore
 never outranks a real hit and is never NaN; drop it with ``rows >= 0``.
 
 Determinism: flat search is exact. IVF training is seeded (``seed``) and gives
-the same index for the same vectors. HNSW graph construction inserts vectors in
-parallel, so two builds agree exactly only with ``threads=1``; a saved index
-always answers the same way after ``load``.
+the same index for the same vectors; LSH's projections are fixed by faiss, so the
+same vectors give the same codes. HNSW graph construction inserts vectors in
+parallel, so two builds agree exactly only with ``threads=1`` (and auto's tuned
+``ef_search`` may then differ too); a saved index always answers the same way after ``load``.
+The recall sample is drawn with ``seed``.
 
 faiss is imported where it is used, so listing plugins stays fast.
 """
@@ -26,7 +63,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
 
 import numpy as np
 import pydantic
@@ -43,20 +80,31 @@ log = logging.getLogger(__name__)
 
 INDEX_FILE = "index.faiss"
 META_FILE = "index.json"
+RERANK_FILE = "rerank.npy"  # lsh: the vectors its candidates are re-ranked with
 FORMAT_VERSION = 1
 
-IndexType = Literal["flat", "hnsw", "ivf"]
+IndexType = Literal["auto", "flat", "hnsw", "ivf", "lsh"]
+KINDS = ("flat", "hnsw", "ivf", "lsh")  # what a built index is; "auto" resolves to flat or hnsw
+
+# auto: exact flat up to this many stored floats (count × dim); see the module docstring
+AUTO_EXACT_MAX = 6_400_000
+AUTO_EF_MAX = 1024  # auto: the largest ef_search tried before falling back to flat
+RECALL_K = 10
+EXACT_BLOCK = 16384  # stored rows per matrix product when searching exactly for the recall sample
 
 
 class FaissConfig(RetrieverConfig):
     index: IndexType = pydantic.Field(
-        "flat",
-        description="flat: exact search; hnsw: graph-based approximate search; ivf: inverted lists (IVF-flat)",
+        "auto",
+        description="auto: flat while count × dim <= auto_exact_max, else hnsw tuned to auto_recall; "
+        "flat: exact search; hnsw: graph-based approximate search; ivf: inverted lists (IVF-flat); "
+        "lsh: random-hyperplane LSH with an exact re-rank (metric cosine or ip)",
     )
     hnsw_m: int = pydantic.Field(32, ge=2, description="HNSW: links per node (more = better recall, more memory)")
     ef_construction: int = pydantic.Field(200, ge=1, description="HNSW: candidate list size while building")
     ef_search: int = pydantic.Field(
-        128, ge=1, description="HNSW: candidate list size while searching (raised to k when smaller)"
+        128, ge=1, description="HNSW: candidate list size while searching (raised to k when smaller; "
+        "with index=auto the least value tried, raised at build until auto_recall is reached)"
     )
     nlist: int | None = pydantic.Field(
         None,
@@ -65,11 +113,44 @@ class FaissConfig(RetrieverConfig):
         "Capped to n when larger than the number of vectors",
     )
     nprobe: int = pydantic.Field(16, ge=1, description="IVF: lists visited per query (capped to nlist)")
+    lsh_bits: int = pydantic.Field(
+        512, ge=8, le=65536, multiple_of=8,
+        description="LSH: hash bits per vector, one random hyperplane each (more = better candidates; "
+        "bits/8 bytes per vector, scanned for every query)",
+    )
+    lsh_candidates: int = pydantic.Field(
+        500, ge=1, description="LSH: nearest codes by Hamming distance re-ranked exactly per query "
+        "(raised to k when smaller; more = better recall, slower)"
+    )
+    auto_exact_max: int = pydantic.Field(
+        AUTO_EXACT_MAX, ge=0, description="auto: versions with count × dim up to this get the exact flat "
+        "index (6.4M = 100k × 64-d, where flat answers one query in ~0.55 ms on one core), larger ones hnsw "
+        "(measured by bench/bench_recall.py threshold)"
+    )
+    auto_recall: float = pydantic.Field(
+        0.95, gt=0, le=1, description="auto: recall@10 against exact search the hnsw index must reach on "
+        "the recall sample (else the version gets flat)"
+    )
+    recall_sample: int = pydantic.Field(
+        1000, ge=1, description="approximate indexes: stored vectors searched at build to measure "
+        "recall@10 against exact search (recorded in the version's metrics)"
+    )
     batch_size: int = pydantic.Field(4096, ge=1, description="queries sent to faiss per call")
     threads: int | None = pydantic.Field(
         None, ge=1, description="OpenMP threads faiss uses during build and search; None = faiss default"
     )
-    seed: int = pydantic.Field(0, ge=0, description="IVF: k-means seed, for reproducible training")
+    seed: int = pydantic.Field(0, ge=0, description="IVF: k-means seed; and the recall sample's draw")
+
+    @pydantic.field_validator("index")
+    @classmethod
+    def _lsh_metric(cls, value: str, info: pydantic.ValidationInfo) -> str:
+        if value == "lsh" and info.data.get("metric") == "l2":
+            raise ValueError(
+                "lsh cannot serve metric 'l2': random hyperplanes hash angles, which order neighbours by "
+                "cosine (and by inner product after the simple-LSH transform) but not by Euclidean distance; "
+                "use metric=cosine or metric=ip with lsh, or index=hnsw, ivf or flat for l2"
+            )
+        return value
 
 
 def _faiss() -> Any:
@@ -123,14 +204,111 @@ def _omp_threads(threads: int | None) -> Iterator[None]:
         faiss.omp_set_num_threads(before)
 
 
+# -- exact search and recall, for the measurement at build ----------------------------
+
+
+def _nearness(x: np.ndarray, queries: np.ndarray, rows: np.ndarray, metric: str) -> np.ndarray:
+    """Exact nearness (higher = nearer) of ``rows`` (q, k) to each query: the inner product, or
+    2 q·x - |x|^2 for l2 (the squared distance minus |q|^2, negated: the same order)."""
+    stored = x[np.where(rows >= 0, rows, 0)]
+    near = np.matmul(stored, queries[:, :, None])[..., 0]
+    if metric == "l2":
+        near = 2 * near - np.einsum("qkd,qkd->qk", stored, stored)
+    return np.where(rows >= 0, near, -np.inf)
+
+
+def exact_neighbours(x: np.ndarray, queries: np.ndarray, k: int, metric: str,
+                     block: int = EXACT_BLOCK) -> tuple[np.ndarray, np.ndarray]:
+    """The exact top-k rows of ``x`` for each query and their nearness, nearest first, by matrix
+    product over blocks of ``block`` stored rows (memory: queries × block scores at a time).
+
+    ``metric`` is "ip" (inner product; normalise both sides first for cosine) or "l2";
+    nearness is the inner product, or 2 q·x - |x|^2 for l2.
+    """
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    k = min(k, len(x))
+    best_near = np.full((len(q), 0), -np.inf, dtype=np.float32)
+    best_rows = np.zeros((len(q), 0), dtype=np.int64)
+    for start in range(0, len(x), block):
+        part = np.asarray(x[start:start + block], dtype=np.float32)
+        near = q @ part.T
+        if metric == "l2":
+            near = 2 * near - np.einsum("nd,nd->n", part, part)[None, :]
+        if k < near.shape[1]:  # the block's own k best, then merge them with the best so far
+            top = np.argpartition(-near, k - 1, axis=1)[:, :k]
+        else:
+            top = np.broadcast_to(np.arange(near.shape[1]), near.shape)
+        best_near = np.concatenate([best_near, np.take_along_axis(near, top, axis=1)], axis=1)
+        best_rows = np.concatenate([best_rows, top + start], axis=1)
+        if best_near.shape[1] > k:
+            keep = np.argpartition(-best_near, k - 1, axis=1)[:, :k]
+            best_near, best_rows = np.take_along_axis(best_near, keep, axis=1), np.take_along_axis(best_rows, keep, axis=1)
+    order = np.argsort(-best_near, axis=1, kind="stable")
+    return np.take_along_axis(best_rows, order, axis=1), np.take_along_axis(best_near, order, axis=1)
+
+
+class RecallProbe:
+    """recall@k of an index against exact search, with ``sample`` of the indexed vectors as queries.
+
+    Each query is a stored row, and as in recall by id the row itself is left out of both
+    lists: the exact k nearest others are the truth. A found row counts when its exact
+    nearness is at least the k-th true one's (so ties and duplicate vectors are not misses).
+    ``x`` is what the index holds (unit rows for cosine) and ``metric`` "ip" or "l2".
+    """
+
+    def __init__(self, x: np.ndarray, metric: str, sample: int, seed: int, k: int = RECALL_K):
+        self.x, self.metric = x, metric
+        self.k = min(k, len(x) - 1)
+        rng = np.random.default_rng(seed)
+        self.rows = np.sort(rng.choice(len(x), size=min(sample, len(x)), replace=False))
+        self.queries = np.ascontiguousarray(x[self.rows])
+        if self.k < 1:
+            return
+        truth, near = exact_neighbours(x, self.queries, self.k + 1, metric)
+        others = np.where(truth != self.rows[:, None], near, -np.inf)
+        self.kth = -np.sort(-others, axis=1)[:, self.k - 1]  # the k-th nearest other row
+
+    def measure(self, search: Callable[[np.ndarray, int], np.ndarray]) -> float:
+        """recall@k of ``search(queries, n)``, which returns (q, n) rows best first (-1 = none)."""
+        found = np.asarray(search(self.queries, self.k + 1))
+        # drop the query's own row; keep the first k of the others
+        order = np.argsort(found == self.rows[:, None], axis=1, kind="stable")
+        found = np.take_along_axis(found, order, axis=1)[:, : self.k]
+        near = _nearness(self.x, self.queries, found, self.metric)
+        tolerance = 1e-5 * (1 + np.abs(self.kth))
+        hits = (found >= 0) & (near >= (self.kth - tolerance)[:, None])
+        return float(hits.sum() / hits.size)
+
+
+# -- LSH -----------------------------------------------------------------------------
+
+
+def _mips_stored(x: np.ndarray) -> np.ndarray:
+    """Simple-LSH: [x/M, sqrt(1 - |x/M|^2)] with M the largest norm (unit length, one more dimension)."""
+    norms = np.linalg.norm(x, axis=1)
+    scale = float(norms.max()) or 1.0
+    out = np.empty((x.shape[0], x.shape[1] + 1), dtype=np.float32)
+    out[:, :-1] = x / scale
+    out[:, -1] = np.sqrt(np.maximum(0.0, 1.0 - (norms / scale) ** 2))
+    return out
+
+
+def _mips_queries(q: np.ndarray) -> np.ndarray:
+    """Simple-LSH: [q/|q|, 0] (a zero query stays zero)."""
+    out = np.zeros((q.shape[0], q.shape[1] + 1), dtype=np.float32)
+    out[:, :-1] = unit_rows(q)
+    return out
+
+
 class FaissRetriever(Retriever):
     """Top-k search over one version's vectors with faiss.
 
     ``build(vectors)`` or ``FaissRetriever.load(directory, config)`` first, then
     ``search(queries, k)``. Build-time options (``index``, ``metric``, ``hnsw_m``,
-    ``ef_construction``, ``nlist``, ``seed``) are fixed in the saved index;
-    search-time options (``ef_search``, ``nprobe``, ``batch_size``, ``threads``)
-    come from the config given to ``load`` and may differ from the build's.
+    ``ef_construction``, ``nlist``, ``lsh_bits``, ``seed``, and the ``auto_*`` choice) are
+    fixed in the saved index; search-time options (``ef_search``, ``nprobe``, ``lsh_candidates``,
+    ``batch_size``, ``threads``) come from the config given to ``load`` and may differ from the
+    build's. ``kind_`` is the index built (``auto`` resolved); ``report()`` what was measured.
     """
 
     name = "faiss"
@@ -146,16 +324,28 @@ class FaissRetriever(Retriever):
         super().__init__(config)
         self.config: FaissConfig = config
         self.index_: "faiss.Index | None" = None
+        self.kind_: str | None = None
         self.nlist_: int | None = None
+        self.ef_search_: int | None = None  # hnsw built by auto: the tuned ef_search
+        self.rerank_: np.ndarray | None = None  # lsh: the vectors candidates are re-ranked with
+        self.chosen_: str | None = None  # "auto" or "config": how kind_ was chosen
+        self.report_: dict[str, Any] = {}
 
     # -- facts ---------------------------------------------------------------
 
     @property
     def dim(self) -> int:
-        return int(self._built().d)
+        return int(self.rerank_.shape[1]) if self.kind_ == "lsh" else int(self._built().d)
 
     def __len__(self) -> int:
         return int(self._built().ntotal)
+
+    def report(self) -> dict[str, Any]:
+        """Facts about the built index for the version's metrics: ``kind`` (flat, hnsw, ivf, lsh),
+        ``chosen`` (auto or config), its parameters, and for approximate indexes ``recall@10``
+        against exact search on ``sample`` stored vectors, with the seconds it took."""
+        self._built()
+        return dict(self.report_)
 
     def _built(self) -> "faiss.Index":
         if self.index_ is None:
@@ -170,43 +360,149 @@ class FaissRetriever(Retriever):
 
     def build(self, vectors: np.ndarray) -> None:
         """Index float32 ``vectors`` (n, d); row i becomes result row i. The input is not modified."""
-        faiss = _faiss()
         x = _as_matrix(vectors, "vectors")
         n, d = x.shape
         if n == 0 or d == 0:
             raise ValueError(f"cannot build an index from vectors of shape {x.shape}; need at least one row and column")
-        if self.config.metric == "cosine":
-            x = unit_rows(x)
         cfg = self.config
-        metric = self._metric_type()
+        auto = cfg.index == "auto"
+        kind = ("flat" if n * d <= cfg.auto_exact_max else "hnsw") if auto else cfg.index
+        if cfg.metric == "cosine":
+            x = unit_rows(x)
+        elif kind == "lsh" and np.may_share_memory(x, vectors):
+            x = x.copy()  # lsh keeps x for re-ranking: never the caller's array
         started = time.perf_counter()
         with _omp_threads(cfg.threads):
-            if cfg.index == "flat":
-                index = faiss.IndexFlat(d, metric)
-                self.nlist_ = None
-            elif cfg.index == "hnsw":
-                index = faiss.IndexHNSWFlat(d, cfg.hnsw_m, metric)
-                index.hnsw.efConstruction = cfg.ef_construction
-                index.hnsw.efSearch = cfg.ef_search
-            else:
-                nlist = default_nlist(n) if cfg.nlist is None else cfg.nlist
-                if nlist > n:
-                    log.warning("faiss ivf: nlist=%d is more than the %d vectors; using nlist=%d", nlist, n, n)
-                    nlist = n
-                quantizer = faiss.IndexFlat(d, metric)
-                index = faiss.IndexIVFFlat(quantizer, d, nlist, metric)
-                index.cp.seed = cfg.seed
-                index.nprobe = min(cfg.nprobe, nlist)
-                index.train(x)
-                self.nlist_ = nlist
+            self._make(kind, x)
+            self.chosen_ = "auto" if auto else "config"
+            measured = {} if kind == "flat" else self._measure(x, auto)  # may fall back to flat
+        report: dict[str, Any] = {"kind": self.kind_, "chosen": self.chosen_, "count": n, "dim": d}
+        if self.kind_ == "flat":
+            report["exact"] = True
+        else:
+            report.update(self._parameters())
+        report.update(measured)
+        report["build_seconds"] = round(time.perf_counter() - started, 3)
+        self.report_ = report
+        recall = report.get(f"recall@{RECALL_K}")
+        log.info("faiss %s index (%s) built: %d vectors, dim %d, %.2fs%s", self.kind_, cfg.metric, n, d,
+                 report["build_seconds"], "" if recall is None else f", recall@{RECALL_K} {recall:.3f}")
+
+    def _make(self, kind: str, x: np.ndarray) -> None:
+        """Build index ``kind`` over the prepared rows ``x`` (unit rows for cosine)."""
+        faiss = _faiss()
+        cfg = self.config
+        n, d = x.shape
+        metric = self._metric_type()
+        self.nlist_ = self.ef_search_ = self.rerank_ = None
+        if kind == "flat":
+            index = faiss.IndexFlat(d, metric)
+        elif kind == "hnsw":
+            index = faiss.IndexHNSWFlat(d, cfg.hnsw_m, metric)
+            index.hnsw.efConstruction = cfg.ef_construction
+            index.hnsw.efSearch = cfg.ef_search
+        elif kind == "ivf":
+            nlist = default_nlist(n) if cfg.nlist is None else cfg.nlist
+            if nlist > n:
+                log.warning("faiss ivf: nlist=%d is more than the %d vectors; using nlist=%d", nlist, n, n)
+                nlist = n
+            quantizer = faiss.IndexFlat(d, metric)
+            index = faiss.IndexIVFFlat(quantizer, d, nlist, metric)
+            index.cp.seed = cfg.seed
+            index.nprobe = min(cfg.nprobe, nlist)
+            index.train(x)
+            self.nlist_ = nlist
+        else:
+            hashed = _mips_stored(x) if cfg.metric == "ip" else x
+            index = faiss.IndexLSH(hashed.shape[1], cfg.lsh_bits, True, False)  # rotate_data, zero thresholds
+            index.add(hashed)
+            self.rerank_ = x
+        if kind != "lsh":
             index.add(x)
-        self.index_ = index
-        log.info(
-            "faiss %s index (%s) built: %d vectors, dim %d, %.2fs",
-            cfg.index, cfg.metric, n, d, time.perf_counter() - started,
-        )
+        self.index_, self.kind_ = index, kind
+
+    def _parameters(self) -> dict[str, Any]:
+        cfg = self.config
+        if self.kind_ == "hnsw":
+            return {"hnsw_m": cfg.hnsw_m, "ef_construction": cfg.ef_construction, "ef_search": cfg.ef_search}
+        if self.kind_ == "ivf":
+            return {"nlist": self.nlist_, "nprobe": min(cfg.nprobe, self.nlist_ or 1)}
+        if self.kind_ == "lsh":
+            return {"bits": cfg.lsh_bits, "candidates": cfg.lsh_candidates}
+        return {}
+
+    def _measure(self, x: np.ndarray, auto: bool) -> dict[str, Any]:
+        """recall@10 on the sample; for auto, the least ef_search reaching auto_recall, or flat."""
+        cfg = self.config
+        started = time.perf_counter()
+        probe = RecallProbe(x, "l2" if cfg.metric == "l2" else "ip", cfg.recall_sample, cfg.seed)
+        if probe.k < 1:  # one vector: nothing to measure
+            return {}
+        key = f"recall@{probe.k}"
+        ef = cfg.ef_search
+        recall = probe.measure(lambda q, k: self._search_rows(q, k, ef)[0])
+        while auto and recall < cfg.auto_recall and ef < AUTO_EF_MAX:
+            ef = min(2 * ef, AUTO_EF_MAX)
+            recall = probe.measure(lambda q, k: self._search_rows(q, k, ef)[0])
+        out: dict[str, Any] = {key: round(recall, 4), "sample": len(probe.rows),
+                               "recall_seconds": round(time.perf_counter() - started, 3)}
+        if auto and recall < cfg.auto_recall:
+            log.warning("faiss auto: hnsw reached recall@%d %.3f < %.2f at ef_search %d; building flat instead",
+                        probe.k, recall, cfg.auto_recall, ef)
+            self._make("flat", x)
+            return {"instead_of": {"kind": "hnsw", key: round(recall, 4), "ef_search": ef, "sample": len(probe.rows),
+                                   "recall_seconds": out["recall_seconds"]}}
+        if auto:
+            self.ef_search_ = out["ef_search"] = ef
+        return out
 
     # -- search --------------------------------------------------------------
+
+    def _search_rows(self, q: np.ndarray, k: int, ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and faiss's scores (squared distances for l2) for prepared queries ``q``, batched."""
+        faiss = _faiss()
+        index = self._built()
+        cfg = self.config
+        params = None
+        if self.kind_ == "hnsw":
+            ef = ef if ef is not None else max(cfg.ef_search, self.ef_search_ or 0)
+            params = faiss.SearchParametersHNSW(efSearch=max(ef, k))
+        elif self.kind_ == "ivf":
+            params = faiss.SearchParametersIVF(nprobe=min(cfg.nprobe, index.nlist))
+        rows = np.full((q.shape[0], k), -1, dtype=np.int64)
+        raw = np.empty((q.shape[0], k), dtype=np.float32)
+        for start in range(0, q.shape[0], cfg.batch_size):
+            stop = min(start + cfg.batch_size, q.shape[0])
+            if self.kind_ == "lsh":
+                raw[start:stop], rows[start:stop] = self._lsh_search(q[start:stop], k)
+            elif params is None:
+                raw[start:stop], rows[start:stop] = index.search(q[start:stop], k)
+            else:
+                raw[start:stop], rows[start:stop] = index.search(q[start:stop], k, params=params)
+        return rows, raw
+
+    def _lsh_search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``lsh_candidates`` nearest codes by Hamming distance, re-ranked by the exact score."""
+        x = self.rerank_
+        n = x.shape[0]
+        wanted = min(max(self.config.lsh_candidates, k), n)
+        hashed = _mips_queries(q) if self.config.metric == "ip" else q
+        _, cand = self._built().search(hashed, wanted)
+        keep = min(k, wanted)
+        scores = np.full((q.shape[0], k), -np.inf, dtype=np.float32)
+        rows = np.full((q.shape[0], k), -1, dtype=np.int64)
+        step = max(1, (1 << 23) // (wanted * x.shape[1]))  # about 32 MB of gathered vectors at a time
+        for start in range(0, q.shape[0], step):
+            c = cand[start:start + step]
+            near = np.matmul(x[np.where(c >= 0, c, 0)], q[start:start + step, :, None])[..., 0]
+            near[c < 0] = -np.inf
+            if keep < wanted:
+                top = np.argpartition(-near, keep - 1, axis=1)[:, :keep]
+                c, near = np.take_along_axis(c, top, axis=1), np.take_along_axis(near, top, axis=1)
+            order = np.argsort(-near, axis=1, kind="stable")
+            rows[start:start + step, :keep] = np.take_along_axis(c, order, axis=1)
+            scores[start:start + step, :keep] = np.take_along_axis(near, order, axis=1)
+        return scores, rows
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k rows (int64) and scores (float32), each of shape (q, k), best first.
@@ -214,31 +510,15 @@ class FaissRetriever(Retriever):
         A 1-D query of length d is treated as one query. Empty slots have row -1
         and score -inf (ip, cosine) or +inf (l2).
         """
-        faiss = _faiss()
-        index = self._built()
+        self._built()
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         k = int(k)
-        q = _as_matrix(queries, "queries", dim=index.d)
+        q = _as_matrix(queries, "queries", dim=self.dim)
         if self.config.metric == "cosine":
             q = unit_rows(q)
-        params = None
-        if self.config.index == "hnsw":
-            params = faiss.SearchParametersHNSW(efSearch=max(self.config.ef_search, k))
-        elif self.config.index == "ivf":
-            params = faiss.SearchParametersIVF(nprobe=min(self.config.nprobe, index.nlist))
-        rows = np.full((q.shape[0], k), -1, dtype=np.int64)
-        raw = np.empty((q.shape[0], k), dtype=np.float32)
-        step = self.config.batch_size
         with _omp_threads(self.config.threads):
-            for start in range(0, q.shape[0], step):
-                stop = min(start + step, q.shape[0])
-                if params is None:
-                    dist, ids = index.search(q[start:stop], k)
-                else:
-                    dist, ids = index.search(q[start:stop], k, params=params)
-                raw[start:stop] = dist
-                rows[start:stop] = ids
+            rows, raw = self._search_rows(q, k)
         empty = rows < 0
         if self.config.metric == "l2":
             scores = np.sqrt(np.maximum(raw, 0, out=raw), out=raw)
@@ -256,44 +536,59 @@ class FaissRetriever(Retriever):
             "format": FORMAT_VERSION,
             "retriever": self.name,
             "metric": self.config.metric,
-            "index": self.config.index,
-            "dim": int(index.d),
+            "index": self.kind_,
+            "chosen": self.chosen_,
+            "dim": self.dim,
             "count": int(index.ntotal),
             "nlist": self.nlist_,
+            "ef_search": self.ef_search_,
+            "report": self.report_,
             "faiss_version": _faiss().__version__,
         }
 
     def save(self, directory: Path) -> list[Path]:
-        """Write ``index.faiss`` and ``index.json`` into ``directory`` (created if missing)."""
+        """Write ``index.faiss`` and ``index.json`` (and for lsh ``rerank.npy``) into ``directory``
+        (created if missing)."""
         faiss = _faiss()
         index = self._built()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        index_path = directory / INDEX_FILE
-        meta_path = directory / META_FILE
         # Write beside the target and rename, so a crash never leaves half a file under the real name.
-        tmp_index = directory / f".{INDEX_FILE}.tmp"
-        tmp_meta = directory / f".{META_FILE}.tmp"
-        faiss.write_index(index, str(tmp_index))
-        tmp_meta.write_text(json.dumps(self._meta(), indent=2, sort_keys=True) + "\n")
-        os.replace(tmp_index, index_path)
-        os.replace(tmp_meta, meta_path)
-        return [index_path, meta_path]
+        written: list[tuple[Path, Path]] = []
+        tmp = directory / f".{INDEX_FILE}.tmp"
+        faiss.write_index(index, str(tmp))
+        written.append((tmp, directory / INDEX_FILE))
+        if self.kind_ == "lsh":
+            tmp = directory / f".{RERANK_FILE}.tmp"
+            with open(tmp, "wb") as fh:
+                np.save(fh, self.rerank_, allow_pickle=False)
+            written.append((tmp, directory / RERANK_FILE))
+        tmp = directory / f".{META_FILE}.tmp"
+        tmp.write_text(json.dumps(self._meta(), indent=2, sort_keys=True) + "\n")
+        written.append((tmp, directory / META_FILE))
+        for source, target in written:
+            os.replace(source, target)
+        return [target for _, target in written]
 
     @classmethod
     def load(cls, directory: Path, config: RetrieverConfig | None = None) -> "FaissRetriever":
         """Read an index written by ``save``; IntegrityError names the file when it is missing or damaged.
 
         Without a config, metric and index type come from ``index.json`` and the
-        search options take their defaults.
+        search options take their defaults. A config with ``index=auto`` loads whatever
+        kind was built; any other kind must match the saved one.
         """
         faiss = _faiss()
         directory = Path(directory)
         meta_path = directory / META_FILE
         index_path = directory / INDEX_FILE
         meta = _read_meta(meta_path)
-        self = cls(config if config is not None else FaissConfig(metric=meta["metric"], index=meta["index"]))
-        for key, wanted in (("metric", self.config.metric), ("index", self.config.index)):
+        if config is None:
+            kind = "auto" if meta.get("chosen") == "auto" else meta["index"]
+            config = FaissConfig(metric=meta["metric"], index=kind)
+        self = cls(config)
+        wanted_kind = meta["index"] if self.config.index == "auto" else self.config.index
+        for key, wanted in (("metric", self.config.metric), ("index", wanted_kind)):
             if meta[key] != wanted:
                 raise ConfigError(
                     f"retriever faiss config: {key}={wanted!r}, but the index in {directory} "
@@ -307,24 +602,33 @@ class FaissRetriever(Retriever):
             raise IntegrityError(
                 f"faiss index file {index_path} is truncated or unreadable: {first_line(exc)}"
             ) from None
-        expected = {"flat": faiss.IndexFlat, "hnsw": faiss.IndexHNSWFlat, "ivf": faiss.IndexIVFFlat}[meta["index"]]
+        kind = meta["index"]
+        expected = {"flat": faiss.IndexFlat, "hnsw": faiss.IndexHNSWFlat, "ivf": faiss.IndexIVFFlat,
+                    "lsh": faiss.IndexLSH}[kind]
+        hashed_dim = meta["dim"] + (1 if kind == "lsh" and meta["metric"] == "ip" else 0)
         found = []
         if not isinstance(index, expected):
             found.append(f"type {type(index).__name__}, expected {expected.__name__}")
-        if index.metric_type != self._metric_type():
+        if kind != "lsh" and index.metric_type != self._metric_type():  # lsh's codes compare by Hamming distance
             found.append(f"metric type {index.metric_type}, expected {self._metric_type()}")
-        if index.d != meta["dim"]:
+        if index.d != hashed_dim:
             found.append(f"dim {index.d}, {META_FILE} says {meta['dim']}")
         if index.ntotal != meta["count"]:
             found.append(f"count {index.ntotal}, {META_FILE} says {meta['count']}")
         if found:
             raise IntegrityError(f"faiss index file {index_path} does not match {meta_path}: " + "; ".join(found))
-        if meta["index"] == "hnsw":
-            index.hnsw.efSearch = self.config.ef_search
-        elif meta["index"] == "ivf":
+        if kind == "hnsw":
+            if self.config.index == "auto" and isinstance(meta.get("ef_search"), int):
+                self.ef_search_ = meta["ef_search"]
+            index.hnsw.efSearch = max(self.config.ef_search, self.ef_search_ or 0)
+        elif kind == "ivf":
             index.nprobe = min(self.config.nprobe, index.nlist)
             self.nlist_ = int(index.nlist)
-        self.index_ = index
+        elif kind == "lsh":
+            self.rerank_ = _read_rerank(directory / RERANK_FILE, meta["count"], meta["dim"])
+        self.index_, self.kind_ = index, kind
+        self.chosen_ = meta.get("chosen") if meta.get("chosen") in ("auto", "config") else "config"
+        self.report_ = meta["report"] if isinstance(meta.get("report"), dict) else {"kind": kind}
         return self
 
 
@@ -342,11 +646,25 @@ def _read_meta(path: Path) -> dict:
     ]
     if problems:
         raise IntegrityError(f"faiss index metadata {path} lacks valid {', '.join(problems)}")
-    if meta["index"] not in ("flat", "hnsw", "ivf") or meta["metric"] not in ("ip", "cosine", "l2"):
+    if meta["index"] not in KINDS or meta["metric"] not in ("ip", "cosine", "l2"):
         raise IntegrityError(
             f"faiss index metadata {path} names unknown index {meta['index']!r} or metric {meta['metric']!r}"
         )
     return meta
+
+
+def _read_rerank(path: Path, count: int, dim: int) -> np.ndarray:
+    """lsh's re-rank vectors, checked against index.json, or IntegrityError naming the file."""
+    try:
+        x = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise IntegrityError(f"faiss lsh vectors {path} are missing") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise IntegrityError(f"faiss lsh vectors {path} are truncated or unreadable: {first_line(exc)}") from None
+    if x.dtype != np.float32 or x.shape != (count, dim):
+        raise IntegrityError(f"faiss lsh vectors {path} hold {x.dtype} {x.shape}, {META_FILE} says float32 "
+                             f"({count}, {dim})")
+    return x
 
 
 @hookimpl

@@ -15,7 +15,15 @@ from embstore.config import parse_config
 from embstore.errors import ConfigError, IntegrityError
 from embstore.retriever import Retriever
 from embstore_plugins import faiss_retriever
-from embstore_plugins.faiss_retriever import FaissConfig, FaissRetriever, default_nlist
+from embstore.testing import check_retriever
+from embstore_plugins.faiss_retriever import (
+    AUTO_EXACT_MAX,
+    FaissConfig,
+    FaissRetriever,
+    RecallProbe,
+    default_nlist,
+    exact_neighbours,
+)
 
 METRICS = ["ip", "cosine", "l2"]
 INDEXES = ["flat", "hnsw", "ivf"]
@@ -280,7 +288,7 @@ def test_unknown_or_bad_config_key_is_config_error():
     with pytest.raises(ConfigError, match="unknown key 'nope'"):
         parse_config(FaissConfig, {"nope": 1}, "retriever faiss")
     with pytest.raises(ConfigError, match="index"):
-        parse_config(FaissConfig, {"index": "lsh"}, "retriever faiss")
+        parse_config(FaissConfig, {"index": "annoy"}, "retriever faiss")
     with pytest.raises(ConfigError, match="nprobe"):
         parse_config(FaissConfig, {"nprobe": 0}, "retriever faiss")
     cfg = parse_config(FaissConfig, {"index": "hnsw", "metric": "ip"}, "retriever faiss")
@@ -326,3 +334,202 @@ def test_found_through_the_plugin_registry():
     registry = catalogue(reload=True)
     assert registry.retriever("faiss") is FaissRetriever
     assert registry.owner("retriever", "faiss").module == "embstore_plugins.faiss_retriever"
+
+
+# -- lsh -----------------------------------------------------------------------
+
+
+def recall_at_10(found: np.ndarray, exact: np.ndarray) -> float:
+    return float(np.mean([len(set(a) & set(e)) / 10 for a, e in zip(found, exact)]))
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip"])
+def test_lsh_recall_at_10_and_exact_scores(data, metric):
+    x, q = data
+    exact, _ = make(x, metric=metric, index="flat").search(q, 10)
+    r = make(x, metric=metric, index="lsh")
+    rows, scores = r.search(q, 10)
+    assert recall_at_10(rows, exact) >= 0.9
+    xs, qs = (x, q) if metric == "ip" else (x / np.linalg.norm(x, axis=1, keepdims=True),
+                                             q / np.linalg.norm(q, axis=1, keepdims=True))
+    true_scores = np.einsum("qkd,qd->qk", xs[rows], qs)
+    np.testing.assert_allclose(scores, true_scores, rtol=1e-4, atol=1e-4)  # re-ranked by the true score
+    assert (np.diff(scores, axis=1) <= 0).all()
+    report = r.report()
+    assert report["kind"] == "lsh" and report["bits"] == 512 and report["candidates"] == 500
+    assert report["recall@10"] >= 0.9 and report["sample"] == 1000
+
+
+def test_lsh_ip_follows_inner_product_not_angle():
+    """Long vectors win under ip though a short one points the query's way: simple-LSH keeps them."""
+    rng = np.random.default_rng(4)
+    directions = rng.normal(size=(2000, 16)).astype(np.float32)
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    x = directions * rng.uniform(0.1, 10, size=(2000, 1)).astype(np.float32)
+    q = rng.normal(size=(100, 16)).astype(np.float32)
+    exact, _ = make(x, metric="ip", index="flat").search(q, 10)
+    rows, _ = make(x, metric="ip", index="lsh").search(q, 10)
+    assert recall_at_10(rows, exact) >= 0.9
+
+
+def test_lsh_refuses_l2_and_checks_its_options():
+    with pytest.raises(ConfigError, match="index='lsh'.*cannot serve metric 'l2'.*hnsw, ivf or flat"):
+        parse_config(FaissConfig, {"index": "lsh", "metric": "l2"}, "retriever faiss")
+    with pytest.raises(ConfigError, match="lsh_bits"):
+        parse_config(FaissConfig, {"index": "lsh", "lsh_bits": 100}, "retriever faiss")  # not a multiple of 8
+    with pytest.raises(ConfigError, match="lsh_candidates"):
+        parse_config(FaissConfig, {"index": "lsh", "lsh_candidates": 0}, "retriever faiss")
+    cfg = parse_config(FaissConfig, {"index": "lsh", "lsh_bits": 256}, "retriever faiss")
+    assert (cfg.lsh_bits, cfg.lsh_candidates, cfg.metric) == (256, 500, "cosine")
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip"])
+def test_lsh_pads_and_takes_candidates_from_the_load_config(tmp_path, metric):
+    x = clustered(300, d=8)
+    r = make(x, index="lsh", metric=metric, lsh_bits=64)
+    written = r.save(tmp_path)
+    assert sorted(p.name for p in written) == ["index.faiss", "index.json", "rerank.npy"]
+    rows, scores = r.search(x[:2], 400)  # more than the vectors: every row, then -1
+    assert sorted(rows[0, :300]) == list(range(300)) and (rows[:, 300:] == -1).all()
+    assert np.isneginf(scores[:, 300:]).all() and np.isfinite(scores[:, :300]).all()
+    few = FaissRetriever.load(tmp_path, FaissConfig(index="lsh", metric=metric, lsh_candidates=3))
+    assert few.search(x[:2], 10)[0].shape == (2, 10)  # candidates raised to k
+    loaded = FaissRetriever.load(tmp_path, None)
+    np.testing.assert_array_equal(loaded.search(x[:20], 5)[0], r.search(x[:20], 5)[0])
+    assert loaded.report() == r.report()
+
+
+def test_lsh_rerank_file_damage_is_an_integrity_error(tmp_path):
+    make(clustered(100, d=8), index="lsh").save(tmp_path)
+    path = tmp_path / "rerank.npy"
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(IntegrityError, match="rerank.npy"):
+        FaissRetriever.load(tmp_path, FaissConfig(index="lsh"))
+    path.unlink()
+    with pytest.raises(IntegrityError, match="rerank.npy.*missing"):
+        FaissRetriever.load(tmp_path, FaissConfig(index="lsh"))
+
+
+@pytest.mark.parametrize("index", ["hnsw", "ivf", "lsh"])
+def test_each_explicit_index_passes_the_conformance_kit(index):
+    report = check_retriever(FaissRetriever, {"index": index})
+    assert report.ok
+    skipped = [name for name, _ in report.skipped]
+    assert skipped == (["search (l2)"] if index == "lsh" else [])
+
+
+# -- the index a version gets by default ----------------------------------------
+
+
+def test_auto_is_exact_flat_up_to_the_threshold(data):
+    x, q = data
+    r = make(x)  # 5000 × 32 is far below 6.4M floats
+    assert r.config.index == "auto" and r.kind_ == "flat" and AUTO_EXACT_MAX == 6_400_000
+    assert r.report() == {"kind": "flat", "chosen": "auto", "count": 5000, "dim": 32, "exact": True,
+                          "build_seconds": r.report()["build_seconds"]}
+    np.testing.assert_array_equal(r.search(q, 10)[0], make(x, index="flat").search(q, 10)[0])
+
+
+def test_auto_above_the_threshold_is_hnsw_with_measured_recall(tmp_path, data):
+    x, q = data
+    r = make(x, auto_exact_max=5000 * 32 - 1, metric="l2")
+    report = r.report()
+    assert r.kind_ == "hnsw" and report["kind"] == "hnsw" and report["chosen"] == "auto"
+    assert report["recall@10"] >= 0.95 and report["sample"] == 1000 and report["ef_search"] >= 128
+    exact, _ = make(x, index="flat", metric="l2").search(q, 10)
+    assert recall_at_10(r.search(q, 10)[0], exact) >= 0.9
+    r.save(tmp_path)
+    loaded = FaissRetriever.load(tmp_path, FaissConfig(auto_exact_max=1, metric="l2"))
+    assert loaded.kind_ == "hnsw" and loaded.report() == report
+    np.testing.assert_array_equal(loaded.search(q, 10)[0], r.search(q, 10)[0])
+    with pytest.raises(ConfigError, match="index='flat'.*index='hnsw'"):
+        FaissRetriever.load(tmp_path, FaissConfig(index="flat", metric="l2"))
+
+
+def test_an_explicit_index_always_wins(data):
+    x, _ = data
+    r = make(x, index="flat", auto_exact_max=0)
+    assert r.kind_ == "flat" and r.report()["chosen"] == "config"
+    r = make(x[:500], index="hnsw")
+    assert r.kind_ == "hnsw" and r.report()["chosen"] == "config" and r.report()["ef_search"] == 128
+
+
+def test_auto_raises_ef_search_until_the_recall_target(tmp_path):
+    x = np.random.default_rng(0).normal(size=(3000, 64)).astype(np.float32)  # no structure: hard for hnsw
+    r = make(x, auto_exact_max=0, ef_search=1, hnsw_m=16, ef_construction=40, threads=1)
+    report = r.report()
+    assert r.kind_ == "hnsw" and report["ef_search"] > 1 and report["recall@10"] >= 0.95
+    assert r.ef_search_ == report["ef_search"]
+    r.save(tmp_path)
+    assert FaissRetriever.load(tmp_path, FaissConfig(ef_search=1)).ef_search_ == report["ef_search"]
+    assert FaissRetriever.load(tmp_path, FaissConfig(index="hnsw", ef_search=1)).ef_search_ is None  # explicit
+
+
+def test_auto_falls_back_to_flat_when_hnsw_misses_the_target(caplog):
+    x = np.random.default_rng(0).normal(size=(3000, 64)).astype(np.float32)
+    r = make(x, auto_exact_max=0, ef_search=1, hnsw_m=2, ef_construction=1, threads=1)  # a broken graph
+    report = r.report()
+    assert r.kind_ == "flat" and report["kind"] == "flat" and report["exact"] is True
+    assert report["instead_of"]["kind"] == "hnsw" and report["instead_of"]["recall@10"] < 0.95
+    assert report["instead_of"]["ef_search"] == 1024
+    assert "building flat instead" in caplog.text
+    np.testing.assert_array_equal(r.search(x[:5], 3)[0], make(x, index="flat").search(x[:5], 3)[0])
+
+
+def test_report_needs_an_index():
+    with pytest.raises(RuntimeError, match="build"):
+        FaissRetriever(FaissConfig()).report()
+
+
+# -- measuring recall ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_exact_neighbours_in_blocks_match_brute_force(metric):
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(103, 6)).astype(np.float32)
+    q = rng.normal(size=(9, 6)).astype(np.float32)
+    rows, near = exact_neighbours(x, q, 7, metric, block=10)
+    want, _ = brute_force(x, q, 7, metric)
+    np.testing.assert_array_equal(rows, want)
+    assert (np.diff(near, axis=1) <= 0).all()
+
+
+def test_recall_probe_leaves_the_query_out_and_forgives_ties():
+    rng = np.random.default_rng(6)
+    x = np.repeat(rng.normal(size=(200, 8)).astype(np.float32), 3, axis=0)  # every vector three times
+    exact = FaissRetriever(FaissConfig(index="flat", metric="l2"))
+    exact.build(x)
+    probe = RecallProbe(x, "l2", sample=100, seed=0)
+    assert probe.k == 10 and len(probe.rows) == 100
+    assert probe.measure(lambda q, k: exact.search(q, k)[0]) == 1.0
+    shuffled = lambda q, k: exact.search(q, k)[0][:, ::-1].copy()  # same rows, other order: still found
+    assert probe.measure(shuffled) == 1.0
+    assert probe.measure(lambda q, k: np.full((len(q), k), -1)) == 0.0
+    random_rows = lambda q, k: rng.integers(0, len(x), size=(len(q), k))
+    assert probe.measure(random_rows) < 0.2
+    assert RecallProbe(x[:1], "ip", sample=10, seed=0).k == 0  # one vector: nothing to measure
+
+
+# -- through the store: the version's metrics -------------------------------------
+
+
+def test_publish_records_the_index_report_in_the_metrics(store):
+    from conftest import clustered_embeddings
+
+    small = store.publish("items", clustered_embeddings(per_cluster=60))
+    assert small.metrics["source"] == "test"  # the producer's metrics stay
+    assert small.metrics["index"]["kind"] == "flat" and small.metrics["index"]["chosen"] == "auto"
+    assert small.retriever_config["index"] == "auto"
+
+    big = store.publish("items", clustered_embeddings(per_cluster=60), retriever_config={"auto_exact_max": 100})
+    index = store.resolve(big.ref).metrics["index"]
+    assert index["kind"] == "hnsw" and index["recall@10"] >= 0.95 and index["sample"] == 300
+    [res] = store.recall(big.ref, ids=[0], k=10)
+    assert len(res.ids) == 10 and all(i // 60 == 0 for i in res.ids)
+
+    lsh = store.publish("items", clustered_embeddings(per_cluster=60), retriever_config={"index": "lsh"})
+    index = store.resolve(lsh.ref).metrics["index"]
+    assert (index["kind"], index["chosen"], index["bits"]) == ("lsh", "config", 512) and index["recall@10"] >= 0.9
+    [res] = store.recall(lsh.ref, ids=[0], k=10)
+    assert all(i // 60 == 0 for i in res.ids)
