@@ -27,7 +27,7 @@ def recall(state: State, ref: str, ids, k: int, metadata: str | None, as_json: b
     if metadata is not None:  # read first: a wrong path or column fails before any work
         from embstore.server.metadata import Metadata, parse_metadata_path
 
-        table = Metadata.load(*parse_metadata_path(metadata))
+        table = Metadata.load(*parse_metadata_path(metadata), prepare_search=False)
     store = state.store()
     version = store.resolve(ref)
     typed = typed_ids(version.id_type, ids)

@@ -107,7 +107,9 @@ class Metadata:
     _values: dict[str, list[tuple[str, int]]] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def load(cls, path: str | Path, id_column: str | None = None) -> "Metadata":
+    def load(cls, path: str | Path, id_column: str | None = None, *, prepare_search: bool = True) -> "Metadata":
+        """Read the table; ``prepare_search`` builds the title-search table now (the server does, so the
+        first keystroke is fast) instead of on the first search."""
         path = Path(path)
         name = path.name.lower()
         try:
@@ -145,7 +147,8 @@ class Metadata:
         meta = cls(path=path, id_column=str(id_column), frame=frame, title_column=title,
                    multi_columns=multi, int_ids=int_ids)
         meta.colour_columns()  # computed once, at start-up
-        meta.search_table()
+        if prepare_search:
+            meta.search_table()
         return meta
 
     # -- lookups -------------------------------------------------------------
