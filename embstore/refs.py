@@ -85,6 +85,7 @@ class VersionInfo:
     published_at: datetime | None
     aliases: tuple[str, ...] = ()
     aligned_to: str | None = None  # pinned ref of the version it was rotated onto, if aligned
+    valid_from: datetime | None = None  # training rows at or after this time may use the vectors
 
     @property
     def ref(self) -> str:
@@ -92,7 +93,7 @@ class VersionInfo:
 
     def as_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
-        for key in ("created_at", "published_at"):
+        for key in ("created_at", "published_at", "valid_from"):
             out[key] = out[key].isoformat() if out[key] else None
         out["aliases"] = list(self.aliases)
         out["ref"] = self.ref

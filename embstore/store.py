@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from embstore.backends import open_backend
-from embstore.backends.feature_repo import FeatureRepo, render_repo
+from embstore.backends.feature_repo import MANIFEST, FeatureRepo, render_repo
 from embstore.backends.files import LoadedVectors
 from embstore.backends.registry import Registry
 from embstore.catalogue import PluginCatalogue, catalogue
@@ -29,7 +29,9 @@ from embstore.embeddings import Embeddings
 from embstore.progress import wanted
 from embstore.refs import Ref, VersionInfo
 from embstore.settings import StoreSettings, load_settings, parse_settings, resolve_home, write_default_settings
-from embstore.versions import composite, drift
+from embstore.times import parse_time
+from embstore.versions import composite, drift, feast_state
+from embstore.versions.aliases import Aliases
 from embstore.versions.gates import Checks, Gatekeeper
 from embstore.versions.joins import Joiner
 from embstore.versions.producing import Producing, RunRequest
@@ -49,17 +51,20 @@ class EmbeddingStore:
         self.progress = wanted(progress)
         self.registry = Registry(self.backend.registry_url())
         repo = self.settings.repo_path(self.home)
-        render_repo(repo, self.settings.project, self.backend)
-        self.feast = FeatureRepo(repo)
+        registry_moved = render_repo(repo, self.settings.project, self.backend)
+        self.feast = FeatureRepo(repo, self.backend)
         plugins = partial(catalogue, tuple(self.settings.plugins))
         self.reader = VersionReader(self.registry, plugins)
-        self.gates = Gatekeeper(self.registry, host=self)
-        self.publisher = Publisher(self.registry, self.feast, plugins, self.reader, self.gates,
+        self.aliases = Aliases(self.registry, self.feast)
+        self.gates = Gatekeeper(self.registry, self.aliases, host=self)
+        self.publisher = Publisher(self.registry, self.feast, plugins, self.reader, self.aliases, self.gates,
                                    self.home / "sets", retriever=self.settings.retriever,
                                    retriever_config=self.settings.retriever_config, progress=self.progress)
-        self.producing = Producing(plugins, self.reader, self.publisher, self.registry, self.progress)
-        self.joiner = Joiner(self.reader, self.feast, self.registry)
+        self.producing = Producing(plugins, self.reader, self.publisher, self.aliases, self.progress)
+        self.joiner = Joiner(self.reader, self.registry)
         self.registry.reap_dead_builders()
+        if registry_moved or not (repo / MANIFEST).exists() and self.registry.set_names():
+            feast_state.repair(self.registry, self.feast)  # a home of 0.1: fill the repo's definitions
 
     @classmethod
     def init(cls, home: str | os.PathLike | None = None, progress: bool | None = None,
@@ -87,23 +92,32 @@ class EmbeddingStore:
             config: Mapping[str, Any] | None = None, *, promote: str | None = None,
             entity: str | None = None, retriever: str | None = None,
             retriever_config: Mapping[str, Any] | None = None, align_to: str | None = None,
-            evaluate: Any = None, gates: Any = None) -> VersionInfo | list[VersionInfo]:
+            evaluate: Any = None, gates: Any = None, until: Any = None,
+            valid_from: Any = None) -> VersionInfo | list[VersionInfo]:
         """Train ``producer`` on ``inputs`` and publish the result as the next version of ``set_name``
         (or of ``<set_name>_<role>`` for each role of a multi-entity producer, returned as a list).
 
         ``inputs`` maps kind → path (or InputSpec), or is an ``Inputs`` object.
+        ``until`` (a time: datetime, ISO text or unix seconds) trains only on interactions before it
+        and makes the version valid from it; by default a version is valid from its newest input
+        timestamp (the end of its training data), or from its build time when no input has times.
+        ``valid_from`` sets it explicitly and is refused when earlier than the newest input row.
         ``align_to``, ``evaluate`` and ``gates``: see ``publish``.
         """
         return self.producing.run(RunRequest(
             producer, set_name, inputs, config, promote=promote, entity=entity, retriever=retriever,
-            retriever_config=dict(retriever_config or {}), align_to=align_to, evaluate=evaluate, gates=gates))
+            retriever_config=dict(retriever_config or {}), align_to=align_to, evaluate=evaluate, gates=gates,
+            until=until, valid_from=valid_from))
 
     def publish(self, set_name: str, embeddings: Embeddings, *, producer: str = "external",
                 plugin: str = "external", plugin_version: str = "unknown", config: Mapping[str, Any] | None = None,
                 input_fingerprint: str | None = None, entity: str = "item_id", promote: str | None = None,
                 retriever: str | None = None, retriever_config: Any = None, align_to: Any = None,
-                evaluate: Any = None, gates: Any = None) -> VersionInfo:
+                evaluate: Any = None, gates: Any = None, valid_from: Any = None) -> VersionInfo:
         """All or nothing: a failure at any step marks the new version failed and moves no alias.
+
+        ``valid_from`` (a time) is when training rows may start using the vectors: the end of the data
+        they were trained on; default the build time.
 
         ``align_to`` ('prev', an alias or number of this set, or a ref) rotates the vectors onto that
         version before anything is written (embstore.versions.alignment). ``evaluate`` ({evaluator:
@@ -114,7 +128,8 @@ class EmbeddingStore:
         provenance = Provenance(producer, plugin, plugin_version, dict(config or {}), input_fingerprint)
         return self.publisher.publish(PublishRequest(
             set_name, embeddings, provenance, entity=entity, promote=promote, retriever=retriever,
-            retriever_config=retriever_config, align_to=align_to, checks=checks))
+            retriever_config=retriever_config, align_to=align_to, checks=checks,
+            valid_from=None if valid_from is None else parse_time(valid_from, "valid_from")))
 
     def infer(self, ref: str | Ref, inputs: Mapping[str, Any] | Any) -> Embeddings:
         """Embed entities the version never saw (cold start) with its producer's ``infer``,
@@ -163,10 +178,17 @@ class EmbeddingStore:
         return self.reader.resolve(ref)
 
     def promote(self, ref: str | Ref, alias: str) -> VersionInfo:
-        return self.registry.promote(ref, alias)
+        """Point ``alias`` at the version ``ref`` names; its Feast FeatureService follows."""
+        return self.aliases.promote(ref, alias)
 
     def rollback(self, set_name: str, alias: str) -> VersionInfo:
-        return self.registry.rollback(set_name, alias)
+        """Point ``alias`` back at the version it named before its last move."""
+        return self.aliases.rollback(set_name, alias)
+
+    def repair_feast(self) -> list[str]:
+        """Make Feast's views and services (and the repo's definitions) match the registry; returns
+        what changed (embstore.versions.feast_state)."""
+        return feast_state.repair(self.registry, self.feast)
 
     def alias_history(self, set_name: str) -> list[dict]:
         return self.registry.alias_history(set_name)
@@ -199,19 +221,21 @@ class EmbeddingStore:
         """Top-k neighbours for each query id (itself excluded) or each raw query vector."""
         return self.reader.recall(ref, ids, vectors, k, exclude, exclude_query=exclude_query)
 
-    def join(self, entity_df: pd.DataFrame, ref: str | Ref, *, column: str | None = None,
-             timestamp_column: str = "event_timestamp", live: bool = False) -> pd.DataFrame:
-        """Point-in-time join through Feast: each row gets the vector of ``ref``'s version as of
-        the row's timestamp, or None when the version was built after that time or lacks the id.
+    def join(self, rows: pd.DataFrame, ref: str | Ref, *, column: str | None = None,
+             timestamp_column: str = "event_timestamp", on: str | None = None, as_of: bool = False,
+             live: bool = False, wide: bool = False) -> pd.DataFrame:
+        """Point-in-time join of embeddings onto training rows (embstore.versions.joins).
 
-        Every input row comes back, in order, with its index; the vector column is named
-        ``column`` (default ``<set>_embedding``).
-
-        ``live=True`` (``ref`` must be an alias, ``set@prod``): each row gets the version the alias
-        named at the row's timestamp by alias history, in a ``<column>_version`` column too; rows
-        from before the alias first pointed anywhere get None (embstore.versions.joins).
+        Pinned (``set@3``, ``set@prod`` resolved now): rows at or after the version's valid-from
+        get its vector, earlier rows None. ``as_of=True`` on a set name: each row gets the newest
+        published version valid at its time, named in ``<column>_version``. ``live=True`` on
+        ``set@alias``: each row the version the alias named at its time. Every input row comes
+        back, in order; unknown ids get None. ``on`` names the key column (default: the set's
+        entity); ``timestamp_column`` the rows' times (datetimes, ISO text or unix seconds; naive
+        = UTC); ``wide=True`` gives float32 columns ``<column>_0 …`` instead of one list column.
         """
-        return self.joiner.join(entity_df, ref, column=column, timestamp_column=timestamp_column, live=live)
+        return self.joiner.join(rows, ref, column=column, timestamp_column=timestamp_column, on=on, as_of=as_of,
+                                live=live, wide=wide)
 
     def online_vectors(self, ref: str | Ref, ids: Sequence[Any]) -> list:
         """Vectors as Feast's online store serves them (None for unknown ids)."""

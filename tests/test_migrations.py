@@ -117,3 +117,32 @@ def test_a_store_at_0001_upgrades_to_head_keeping_its_data(db_url):
     assert r.version("items", 2).aligned_to == "items@1"
     assert r.rollback("items", "prod").number == 2  # history still drives rollback
     r.close()
+
+
+def test_0003_gives_existing_versions_their_build_time_as_valid_from_and_downgrades(db_url):
+    """Versions published before valid-from existed keep being joined from their build time."""
+    schema.ensure_pg_schema(db_url)
+    engine = schema.make_engine(db_url)
+    schema.upgrade(engine, "0002_aligned_to")
+    built = "2026-01-02 03:04:05+00:00"
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO embstore_sets (name, entity, producer, created_at) "
+                             "VALUES ('items', 'item_id', 'item2vec', :t)"), {"t": built})
+        set_id = conn.execute(sa.text("SELECT id FROM embstore_sets")).scalar_one()
+        conn.execute(sa.text(
+            "INSERT INTO embstore_versions (set_id, number, status, step, producer, plugin, plugin_version, "
+            "config, retriever, retriever_config, metrics, checksums, created_at, updated_at) "
+            "VALUES (:set, 1, 'published', 'published', 'item2vec', 'item2vec', '0.1.0', '{}', 'faiss', '{}', "
+            "'{}', '{}', :t, :t)"), {"set": set_id, "t": built})
+    engine.dispose()
+    r = reg.Registry(db_url)  # opening upgrades to head
+    (v,) = r.versions("items")
+    assert v.valid_from == v.created_at and v.valid_from.isoformat() == "2026-01-02T03:04:05+00:00"
+    assert v.as_dict()["valid_from"] == "2026-01-02T03:04:05+00:00"
+    schema.downgrade(r.engine, "0002_aligned_to")
+    columns = {c["name"] for c in sa.inspect(r.engine).get_columns("embstore_versions")}
+    assert "valid_from" not in columns and "aligned_to" in columns
+    with r.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT number FROM embstore_versions")).scalars().all() == [1]
+    schema.upgrade(r.engine)
+    r.close()

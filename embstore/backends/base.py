@@ -17,6 +17,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:
     from embstore.settings import StoreSettings
 
+# How long a Feast client (FeatureStore) keeps the registry in memory: it sees an alias move (its
+# FeatureService) within this many seconds, or at once after fs.refresh_registry(). Not 0: to Feast
+# 0 means "never refresh". embstore itself always reads the registry fresh.
+FEAST_CACHE_SECONDS = 10
+
 
 class Backend(abc.ABC):
     """Subclass, set ``name``, implement the abstract methods; name the class in ``backend:``."""
@@ -42,6 +47,13 @@ class Backend(abc.ABC):
 
     def prepare(self) -> None:
         """Create what the servers need before first use (schemas); idempotent."""
+
+    def feast_init_lock(self, repo: Path):
+        """Held while Feast opens its registry, which creates its tables on first use: processes that
+        open a fresh store at once must not race in that (a file lock in the repo by default)."""
+        from filelock import FileLock
+
+        return FileLock(repo / ".registry-init.lock")
 
     @abc.abstractmethod
     def check_online_store(self, data_dir: Path) -> str:

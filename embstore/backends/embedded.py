@@ -1,8 +1,10 @@
 """The embedded default: everything in files under HOME, no server to run.
 
 The version registry is a SQLite file (``HOME/registry.db``, or ``registry_url``);
-Feast's registry is a file in the repo (written atomically) and its online store a
-SQLite file in the repo's data directory.
+Feast's registry is Feast's own SQL registry on a SQLite file in the repo's data
+directory (every change one transaction, so readers never see half a registry and a
+killed writer leaves it whole) and its online store a SQLite file beside it. The
+repo opens with plain Feast: nothing in feature_store.yaml names embstore.
 """
 
 from __future__ import annotations
@@ -11,11 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from embstore.backends.base import Backend
+from embstore.backends.base import FEAST_CACHE_SECONDS, Backend
 from embstore.errors import EmbstoreError
-
-FEAST_REGISTRY_STORE = "embstore.feast_store.AtomicFileRegistryStore"  # the class path homes' yaml names
-
 
 class EmbeddedBackend(Backend):
     name = "embedded"
@@ -25,7 +24,8 @@ class EmbeddedBackend(Backend):
 
     def feast_config(self, data_dir: Path) -> dict[str, Any]:
         return {
-            "registry": {"path": str(data_dir / "registry.db"), "registry_store_type": FEAST_REGISTRY_STORE},
+            "registry": {"registry_type": "sql", "path": f"sqlite:///{data_dir / 'feast_registry.db'}",
+                         "cache_ttl_seconds": FEAST_CACHE_SECONDS, "sqlalchemy_config_kwargs": {"connect_args": {"timeout": 60}}},
             "online_store": {"type": "sqlite", "path": str(data_dir / "online.db")},
         }
 

@@ -8,10 +8,11 @@ imported on first use (embstore.backends.feast_import).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 from contextlib import contextmanager
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -19,6 +20,9 @@ import numpy as np
 import pandas as pd
 
 from embstore.backends.feast_import import import_feast
+
+MANIFEST = "embstore_objects.json"
+DEFINITIONS = "embstore_definitions.py"
 from embstore.errors import BackendUnavailableError, ConfigError, EmbstoreError, PublishError, first_line
 
 if TYPE_CHECKING:
@@ -63,33 +67,67 @@ def _reachable() -> Iterator[None]:
         ) from exc
 
 
-def render_repo(repo: Path, project: str, backend: "Backend") -> None:
-    """Write HOME/feature_repo/feature_store.yaml: the packaged template with the backend's
-    ``registry`` and ``online_store`` entries (rewritten only when it changes)."""
+def feature_service_name(set_name: str, alias: str) -> str:
+    return f"{set_name}__{alias}"
+
+
+def feature_type(values: np.ndarray) -> str:
+    """The Feast type of a per-row extra (``embstore_definitions.FEATURE_TYPES``)."""
+    kind = values.dtype.kind
+    if values.ndim == 1 and kind in "iuf":
+        return "float64" if kind == "f" else "int64"
+    if values.ndim == 2 and kind in "iuf":
+        return "array<float32>" if kind == "f" else "array<int64>"
+    raise PublishError(f"an extra of dtype {values.dtype} and {values.ndim} dims cannot be a Feast feature")
+
+
+def render_repo(repo: Path, project: str, backend: "Backend") -> bool:
+    """Write HOME/feature_repo/feature_store.yaml (the packaged template with the backend's
+    ``registry`` and ``online_store`` entries) and the Feast definitions module, rewriting only
+    what changed. True when the repo's Feast registry moved (a home of embstore 0.1, whose
+    embedded registry was a file, now has a SQL registry that must be filled)."""
     import yaml
 
     import embstore_feature_repo
 
-    template = (Path(embstore_feature_repo.__file__).parent / "feature_store.yaml").read_text()
+    template_dir = Path(embstore_feature_repo.__file__).parent
     data = (repo / "data").resolve()
     data.mkdir(parents=True, exist_ok=True)
-    config = yaml.safe_load(template.replace("{data}", str(data)))
+    config = yaml.safe_load((template_dir / "feature_store.yaml").read_text().replace("{data}", str(data)))
     config["project"] = project
     config.update(backend.feast_config(data))  # the template's keys keep their places
     backend.prepare()
-    text = "# written by embstore from HOME/embstore.yaml; edit that file instead\n" + yaml.safe_dump(config, sort_keys=False)
     target = repo / "feature_store.yaml"
+    before = yaml.safe_load(target.read_text()) if target.exists() else None
+    text = "# written by embstore from HOME/embstore.yaml; edit that file instead\n" + yaml.safe_dump(config, sort_keys=False)
+    _write_if_changed(target, text)
+    _write_if_changed(repo / DEFINITIONS, (template_dir / DEFINITIONS).read_text())
+    return before is not None and before.get("registry") != config["registry"]
+
+
+def _write_if_changed(target: Path, text: str) -> None:
     if not target.exists() or target.read_text() != text:
-        tmp = target.with_suffix(".yaml.tmp")
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         tmp.write_text(text)
         os.replace(tmp, target)
 
 
-class FeatureRepo:
-    """Applies, writes and reads the FeatureViews of embstore versions in one Feast repo."""
+def _definitions():
+    """The definitions module Feast reads from the repo, as packaged (its ``objects`` builds the
+    Feast objects of a manifest, for embstore and ``feast apply`` alike)."""
+    import_feast()
+    from embstore_feature_repo import embstore_definitions
 
-    def __init__(self, repo: Path):
+    return embstore_definitions
+
+
+class FeatureRepo:
+    """Applies, writes and reads the FeatureViews and FeatureServices of embstore versions in one
+    Feast repo, keeping the repo's manifest (``embstore_objects.json``) equal to Feast's registry."""
+
+    def __init__(self, repo: Path, backend: "Backend | None" = None):
         self.repo = repo
+        self.backend = backend
         if not (repo / "feature_store.yaml").exists():
             raise ConfigError(f"no Feast repo at {repo} (feature_store.yaml missing); run `embstore init`")
         self._store = None
@@ -101,59 +139,83 @@ class FeatureRepo:
             import_feast()
             from feast import FeatureStore
 
-            self._store = FeatureStore(repo_path=str(self.repo))
+            store = FeatureStore(repo_path=str(self.repo))
+            with self.backend.feast_init_lock(self.repo) if self.backend else contextlib.nullcontext(), _reachable():
+                store.registry  # Feast creates its registry tables here: once, not racing other processes
+            self._store = store
         return self._store
 
     def _apply_lock(self):
-        """Feast's file registry is read-modify-write: serialise appliers across processes."""
+        """The manifest and Feast's registry change together: serialise appliers across processes."""
         from filelock import FileLock
 
         return FileLock(self.repo / ".apply.lock")
 
+    # -- the manifest ----------------------------------------------------------
+
+    def manifest(self) -> dict:
+        """What the repo's definitions list: entities, views and services by name."""
+        path = self.repo / MANIFEST
+        found = json.loads(path.read_text()) if path.exists() else {}
+        return {key: dict(found.get(key, {})) for key in ("entities", "views", "services")}
+
+    def _write_manifest(self, manifest: dict) -> None:
+        _write_if_changed(self.repo / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+    def _apply(self, manifest: dict, names: list[str], delete: list = ()) -> None:
+        """Apply the manifest's objects ``names`` (``view:x``...) to Feast, delete ``delete``, then
+        write the manifest."""
+        built = _definitions().objects(manifest)
+        objects = [built[n] for n in names]
+        if objects or delete:
+            self.store.apply(objects, objects_to_delete=list(delete), partial=True)
+            self._record_infra()
+        self._write_manifest(manifest)
+
+    def _record_infra(self) -> None:
+        """Record in Feast's registry the online tables its views need, as ``feast apply`` does, so
+        that ``feast plan`` in the repo finds nothing to create."""
+        store = self.store
+        store.registry.refresh(project=store.project)
+        infra = store._get_provider().plan_infra(store.config, store.registry.proto())
+        store.registry.update_infra(infra, store.project, commit=True)
+
+    # -- versions and aliases --------------------------------------------------
+
     def apply_version(self, set_name: str, number: int, entity: str, id_type: str, parquet: Path,
                       extras: dict[str, np.ndarray]) -> str:
         """Register the FeatureView pinned to this version; returns its name."""
-        import_feast()
-        from feast import Entity, FeatureView, Field, FileSource, ValueType
-        from feast.types import Array, Float32, Float64, Int64, String
+        features = [["embedding", "array<float32>"]] + [[col, feature_type(arr)] for col, arr in extras.items()]
+        return self.add_view(set_name, number, entity, id_type, str(parquet.resolve()), features)
 
-        value_type = ValueType.INT64 if id_type == "int64" else ValueType.STRING
+    def add_view(self, set_name: str, number: int, entity: str, id_type: str, source: str,
+                 features: list[list[str]]) -> str:
         name = feature_view_name(set_name, number)
         with self._apply_lock(), _reachable():
-            existing = self.check_entity(entity, id_type)
-            ent = existing or Entity(name=entity, join_keys=[entity], value_type=value_type)
-            scalar = {"i": Int64, "u": Int64, "f": Float64}
-            schema = [
-                Field(name=entity, dtype=Int64 if id_type == "int64" else String),
-                Field(name="embedding", dtype=Array(Float32)),
-                Field(name="row", dtype=Int64),
-            ]
-            for col, arr in extras.items():
-                kind = arr.dtype.kind
-                if arr.ndim == 1 and kind in scalar:
-                    schema.append(Field(name=col, dtype=scalar[kind]))
-                elif arr.ndim == 2 and kind in "iuf":
-                    schema.append(Field(name=col, dtype=Array(Int64 if kind in "iu" else Float32)))
-                else:
-                    raise PublishError(f"extra {col!r} has dtype {arr.dtype} and {arr.ndim} dims; Feast can't store it")
-            source = FileSource(
-                name=f"{name}__source",
-                path=str(parquet.resolve()),
-                timestamp_field="event_timestamp",
-                created_timestamp_column="created_timestamp",
-            )
-            fv = FeatureView(
-                name=name,
-                entities=[ent],
-                schema=schema,
-                source=source,
-                ttl=timedelta(0),
-                online=True,
-                tags={"embstore_set": set_name, "embstore_version": str(number)},
-                description=f"embstore {set_name}@{number}",
-            )
-            self.store.apply([ent, source, fv])
+            self.check_entity(entity, id_type)
+            manifest = self.manifest()
+            manifest["entities"].setdefault(entity, {"id_type": id_type})
+            manifest["views"][name] = {"set": set_name, "version": number, "entity": entity, "source": source,
+                                       "features": features}
+            self._apply(manifest, [f"entity:{entity}", f"view:{name}"])
         return name
+
+    def follow_aliases(self, set_name: str, aliases: dict[str, str]) -> None:
+        """Make the set's FeatureServices ``<set>__<alias>`` name exactly ``aliases`` (alias -> view)."""
+        with self._apply_lock(), _reachable():
+            manifest = self.manifest()
+            services = manifest["services"]
+            wanted = {feature_service_name(set_name, a): {"set": set_name, "alias": a, "view": view}
+                      for a, view in aliases.items() if view in manifest["views"]}
+            gone = [n for n, spec in services.items() if spec["set"] == set_name and n not in wanted]
+            changed = [n for n, spec in wanted.items() if services.get(n) != spec]
+            if not changed and not gone:
+                return
+            stale = [self.store.get_feature_service(n) for n in gone]
+            for n in gone:
+                services.pop(n)
+            services.update(wanted)
+            self._apply(manifest, [f"service:{n}" for n in changed], delete=stale)
 
     def check_entity(self, entity: str, id_type: str):
         """The existing Feast entity of that name, if any; PublishError if its id type differs."""
@@ -206,40 +268,58 @@ class FeatureRepo:
             out = self.store.get_online_features(features=[f"{name}:embedding"], entity_rows=rows).to_dict()
         return out["embedding"]
 
-    def historical_rows(self, name: str, entity: str, pairs: pd.DataFrame) -> pd.Series:
-        """Point-in-time join of each (id, event_timestamp) pair to its row in the version.
-
-        ``pairs`` must be unique on (entity, event_timestamp) and carry a ``__pair``
-        column; Feast's file store drops duplicate pairs and rows dated before the
-        first feature row, so callers join the result back by ``__pair``.
-        """
-        with _reachable():
-            self.store.refresh_registry()
-            job = self.store.get_historical_features(
-                entity_df=pairs, features=[f"{name}:row"], filter_by_created_timestamp=True
-            )
-            out = job.to_df()
-        rows = pd.Series(out["row"].to_numpy(), index=out["__pair"].to_numpy())
-        return rows
-
     def delete_version(self, set_name: str, number: int) -> None:
+        """Remove a (failed) version's view, online rows first, and its manifest entry."""
         name = feature_view_name(set_name, number)
         with self._apply_lock(), _reachable():
             self.store.refresh_registry()
+            manifest = self.manifest()
             try:
                 fv = self.store.get_feature_view(name)
-            except Exception as exc:  # FeatureViewNotFoundException: nothing to delete
+            except Exception as exc:  # FeatureViewNotFoundException: nothing in Feast to delete
                 if _connection_error(exc):
                     raise
-                return
-            # online rows first: Feast's SQL registry forgets the view at once, before the online
-            # store is touched, so an online store that is down would strand the rows for good;
-            # this way it fails while the view is still registered and the next gc finds both
-            self.store._get_provider().update_infra(
-                self.store.project, tables_to_delete=[fv], tables_to_keep=[], entities_to_delete=[],
-                entities_to_keep=[], partial=True,
-            )
-            self.store.apply([], objects_to_delete=[fv], partial=False)
+                fv = None
+            if fv is not None:
+                # online rows first: Feast's SQL registry forgets the view at once, before the online
+                # store is touched, so an online store that is down would strand the rows for good;
+                # this way it fails while the view is still registered and the next gc finds both
+                self.store._get_provider().update_infra(
+                    self.store.project, tables_to_delete=[fv], tables_to_keep=[], entities_to_delete=[],
+                    entities_to_keep=[], partial=True,
+                )
+                self.store.apply([], objects_to_delete=[fv], partial=False)
+                self._record_infra()
+            manifest["views"].pop(name, None)
+            self._write_manifest(manifest)
+
+    def rebuild(self, manifest: dict) -> list[str]:
+        """Make Feast's registry and the repo's manifest hold exactly ``manifest``'s embstore objects
+        (views, services, entities); embstore-tagged objects it does not list are deleted. Returns
+        what changed, one line each (empty when they already agreed)."""
+        with self._apply_lock(), _reachable():
+            self.store.refresh_registry()
+            built = _definitions().objects(manifest)
+            have = {**{f"view:{v.name}": v for v in self.store.list_feature_views() if "embstore_set" in (v.tags or {})},
+                    **{f"service:{s.name}": s for s in self.store.list_feature_services()
+                       if "embstore_set" in (s.tags or {})}}
+            have_entities = {f"entity:{e.name}" for e in self.store.list_entities()}
+            apply = [n for n, obj in built.items()
+                     if (n not in have_entities if n.startswith("entity:") else have.get(n) != obj)]
+            delete = [n for n in have if n not in built]
+            if apply or delete:
+                self.store.apply([built[n] for n in apply], objects_to_delete=[have[n] for n in delete], partial=True)
+            self._record_infra()
+            before = self.manifest()
+            self._write_manifest(manifest)
+        return ([f"applied {n}" for n in apply] + [f"deleted {n}" for n in delete]
+                + (["rewrote the manifest"] if before != manifest else []))
+
+    def feature_services(self) -> dict:
+        """Every feature service in the repo's registry, by name."""
+        with _reachable():
+            self.store.refresh_registry()
+            return {fs.name: fs for fs in self.store.list_feature_services()}
 
     def feature_views(self) -> dict:
         """Every feature view in the repo's registry, by name (embstore's and any others)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime
 from pathlib import Path
 
@@ -57,9 +58,10 @@ def write_vectors(directory: Path, emb: Embeddings) -> dict[str, str]:
     return {IDS: sha256_file(directory / IDS), VECTORS: sha256_file(directory / VECTORS)}
 
 
-def offline_frame(emb: Embeddings, entity: str, built_at: datetime) -> pd.DataFrame:
-    """The rows Feast serves: one per id, all stamped with the build time."""
-    ts = pd.Timestamp(built_at).tz_convert("UTC") if pd.Timestamp(built_at).tzinfo else pd.Timestamp(built_at, tz="UTC")
+def offline_frame(emb: Embeddings, entity: str, valid_from: datetime) -> pd.DataFrame:
+    """The rows Feast serves: one per id, all stamped with the version's valid-from time (event and
+    created time alike, so Feast's point-in-time join gives them to rows from that time on)."""
+    ts = pd.Timestamp(valid_from).tz_convert("UTC") if pd.Timestamp(valid_from).tzinfo else pd.Timestamp(valid_from, tz="UTC")
     frame = pd.DataFrame(
         {
             entity: emb.ids,
@@ -107,6 +109,11 @@ class LoadedVectors:
     ids: np.ndarray
     vectors: np.ndarray
     row_of: dict
+
+    @cached_property
+    def index(self) -> pd.Index:
+        """The ids as a hashed pandas Index: rows of many ids at once (``index.get_indexer``)."""
+        return pd.Index(self.ids)
 
     def rows(self, ids) -> tuple[np.ndarray, list]:
         """Rows of the known ids (in request order) and the list of unknown ids."""
@@ -180,6 +187,21 @@ def read_offline(directory: Path, checksums: dict[str, str]) -> pd.DataFrame:
     """The version's offline rows (Feast's source file), checksum verified."""
     verify(directory, checksums, [OFFLINE])
     return pq.read_table(directory / OFFLINE).to_pandas()
+
+
+def offline_features(parquet: Path, entity: str) -> list[list[str]]:
+    """The Feast features of a version's offline file, as (name, type) pairs: ``embedding`` and
+    the extras (the key and the time and row columns are not features)."""
+    kinds = {}
+    for field in pq.read_schema(parquet):
+        t = field.type
+        inner = t.value_type if pa.types.is_list(t) or pa.types.is_large_list(t) else None
+        if inner is not None:
+            kinds[field.name] = "array<float32>" if pa.types.is_floating(inner) else "array<int64>"
+        else:
+            kinds[field.name] = "float64" if pa.types.is_floating(t) else "int64"
+    extras = [name for name in kinds if name not in _OFFLINE_COLUMNS and name != entity]
+    return [["embedding", "array<float32>"]] + [[name, kinds[name]] for name in extras]
 
 
 _OFFLINE_COLUMNS = {"event_timestamp", "created_timestamp", "row", "embedding"}

@@ -65,6 +65,7 @@ class Version(Base):
     checksums: Mapped[dict[str, str]] = mapped_column(JSON, nullable=False, default=dict)
     error: Mapped[Optional[str]] = mapped_column(Text)
     aligned_to: Mapped[Optional[str]] = mapped_column(String(300))  # "set@N" it was rotated onto (0002)
+    valid_from: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))  # vectors usable from (0003)
     owner_host: Mapped[Optional[str]] = mapped_column(String(255))
     owner_pid: Mapped[Optional[int]] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)

@@ -43,7 +43,7 @@ def _info(v: Version, aliases: tuple[str, ...] = ()) -> VersionInfo:
         metrics=dict(v.metrics or {}), storage_path=v.storage_path, feature_view=v.feature_view,
         checksums=dict(v.checksums or {}), error=v.error, entity=v.set.entity,
         created_at=_aware(v.created_at), published_at=_aware(v.published_at), aliases=aliases,
-        aligned_to=v.aligned_to,
+        aligned_to=v.aligned_to, valid_from=_aware(v.valid_from),
     )
 
 
@@ -113,8 +113,9 @@ class Registry:
 
     def begin_version(self, set_name: str, entity: str, producer: str, plugin: str, plugin_version: str,
                       config: dict, retriever: str, retriever_config: dict,
-                      input_fingerprint: str | None) -> VersionInfo:
-        """Reserve the next version number of a set (creating the set on first use)."""
+                      input_fingerprint: str | None, valid_from: datetime | None = None) -> VersionInfo:
+        """Reserve the next version number of a set (creating the set on first use). ``valid_from``
+        defaults to the build time (now)."""
         check_set_name(set_name)
         self.mark_unmarked()
         for attempt in range(20):
@@ -137,7 +138,7 @@ class Registry:
                         plugin=plugin, plugin_version=plugin_version, config=config, retriever=retriever,
                         retriever_config=retriever_config, input_fingerprint=input_fingerprint,
                         metrics={}, checksums={}, owner_host=HOST, owner_pid=os.getpid(),
-                        created_at=now, updated_at=now,
+                        created_at=now, updated_at=now, valid_from=valid_from or now,
                     )
                     s.add(v)
                     s.flush()

@@ -7,10 +7,12 @@ embstore's tables in schema ``schema``, Feast's unprefixed tables in
 
 from __future__ import annotations
 
+import zlib
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from embstore.backends.base import Backend
+from embstore.backends.base import FEAST_CACHE_SECONDS, Backend
 from embstore.backends.schema import ensure_pg_schema
 from embstore.errors import ConfigError, EmbstoreError
 
@@ -35,13 +37,31 @@ class TeamBackend(Backend):
 
     def feast_config(self, data_dir: Path) -> dict[str, Any]:
         return {
-            "registry": {"registry_type": "sql", "path": self.feast_registry_url(), "cache_ttl_seconds": 0,
+            "registry": {"registry_type": "sql", "path": self.feast_registry_url(), "cache_ttl_seconds": FEAST_CACHE_SECONDS,
                          "sqlalchemy_config_kwargs": {"pool_pre_ping": True}},
             "online_store": {"type": "redis", "connection_string": redis_connection_string(self.settings.redis_url)},
         }
 
     def prepare(self) -> None:
         ensure_pg_schema(self.feast_registry_url())
+
+    @contextmanager
+    def feast_init_lock(self, repo: Path) -> Iterator[None]:
+        """A PostgreSQL advisory lock: hosts that open a fresh store at once take turns creating
+        Feast's registry tables (Feast's create_all races otherwise: pg_type unique violations)."""
+        import sqlalchemy as sa
+
+        key = zlib.crc32(self.feast_schema.encode())  # one lock per team store
+        engine = sa.create_engine(self.feast_registry_url(), poolclass=sa.pool.NullPool)
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+                try:
+                    yield
+                finally:
+                    conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        finally:
+            engine.dispose()
 
     def check_online_store(self, data_dir: Path) -> str:
         import redis

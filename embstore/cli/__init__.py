@@ -3,15 +3,15 @@
 
 Commands are grouped by what users do: ``home`` (init, doctor, check, gc, plugins,
 plugin new), ``describe`` (a plugin's options), ``build`` (run, infer, compose, pipeline, evaluate, materialize),
-``versions`` (versions, promote, rollback, diff), ``read`` (recall, export) and
-``serve``. Domain modules return data; printing happens here.
+``versions`` (versions, promote, rollback, diff), ``read`` (recall, export), ``join``
+and ``serve``. Domain modules return data; printing happens here.
 """
 
 from __future__ import annotations
 
 import click
 
-from embstore.cli import build, describe, home, read, serve, versions
+from embstore.cli import build, describe, home, join, read, serve, versions
 from embstore.cli.state import Group, State
 
 
@@ -28,7 +28,7 @@ def cli(ctx: click.Context, home: str | None, debug: bool) -> None:
 for command in (home.init, home.doctor, home.check, home.gc, home.plugins, home.plugin, describe.describe,
                 build.run, build.infer, build.compose_command, build.pipeline_command, build.evaluate_command,
                 build.materialize, versions.versions, versions.promote, versions.rollback, versions.diff_command,
-                read.recall, read.export, serve.serve):
+                read.recall, read.export, join.join, serve.serve):
     cli.add_command(command)
 
 

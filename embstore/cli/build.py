@@ -27,10 +27,14 @@ if TYPE_CHECKING:
 @click.option("--align-to", "align_to", help="rotate the new vectors onto this version first: prev, an alias (prod), a number or set@ref")
 @click.option("--evaluate", "evaluate", multiple=True, metavar="NAME:KEY=VALUE,...", help="evaluator and its config, e.g. hit_rate:path=heldout.csv,k=10")
 @click.option("--gate", "gates", multiple=True, metavar="METRIC>=X", help="quality gate the version must pass before --promote moves, e.g. 'hr@10>=0.05'")
+@click.option("--until", metavar="TIME", help="train only on interactions before TIME (ISO-8601 or unix seconds); "
+              "the version is valid from TIME, so a backfill is one run per cutoff")
+@click.option("--valid-from", "valid_from", metavar="TIME", help="when training rows may start using the vectors "
+              "(default: the newest input timestamp, or the build time); refused when earlier than the newest input row")
 @click.option("--json", "as_json", is_flag=True, help="print the version as JSON")
 @click.pass_obj
 def run(state: State, producer: str, set_name: str, inputs, columns, config, retriever, retriever_config,
-        entity, promote, align_to, evaluate, gates, as_json) -> None:
+        entity, promote, align_to, evaluate, gates, until, valid_from, as_json) -> None:
     """Train PRODUCER on the inputs and publish a new version of --set; prints its ref."""
     from embstore.config import parse_key_values
     from embstore.inputs import Inputs, specs_from_args
@@ -41,7 +45,7 @@ def run(state: State, producer: str, set_name: str, inputs, columns, config, ret
     version = store.run(
         producer, set_name, Inputs(specs), parse_key_values(config, "--config"),
         promote=promote, entity=entity, retriever=retriever, align_to=align_to, evaluate=list(evaluate), gates=list(gates),
-        retriever_config=parse_key_values(retriever_config, "--retriever-config"),
+        retriever_config=parse_key_values(retriever_config, "--retriever-config"), until=until, valid_from=valid_from,
     )
     published = version if isinstance(version, list) else [version]
     for v in published:

@@ -50,14 +50,19 @@ def doctor(state: State) -> None:
               help="ids per version whose online (Feast) vectors are compared; 0 skips the online store")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @click.option("--notes", "show_notes", is_flag=True, help="also list notes (failed versions' leftovers, builds in progress)")
+@click.option("--repair", is_flag=True, help="first make Feast's feature views and services and the repo's "
+              "definitions match the registry (what it changed is printed), then check")
 @click.pass_obj
-def check(state: State, sets, online_sample: int, as_json: bool, show_notes: bool) -> None:
-    """Compare the registry, Feast (feature views, online rows) and the version files with their
-    checksums; list every inconsistency and exit 1 if there is any."""
+def check(state: State, sets, online_sample: int, as_json: bool, show_notes: bool, repair: bool) -> None:
+    """Compare the registry, Feast (feature views, services, online rows) and the version files with
+    their checksums; list every inconsistency and exit 1 if there is any."""
     from embstore.ops.consistency import check_store
 
     store = state.store()
     try:
+        if repair:
+            for line in store.repair_feast() or ["Feast already matched the registry"]:
+                click.echo(f"repair    {line}", err=as_json)
         report = check_store(store, sets or None, online_sample=online_sample)
     finally:
         store.close()

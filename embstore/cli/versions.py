@@ -20,11 +20,13 @@ def versions(state: State, name: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([v.as_dict() for v in rows], default=str))
         return
-    click.echo(f"{'version':>7}  {'status':9}  {'producer':12}  {'dim':>4}  {'count':>8}  {'created (UTC)':19}  aliases")
+    click.echo(f"{'version':>7}  {'status':9}  {'producer':12}  {'dim':>4}  {'count':>8}  {'created (UTC)':19}  "
+               f"{'valid from (UTC)':19}  aliases")
     for v in rows:
+        valid_from = f"{v.valid_from:%Y-%m-%d %H:%M:%S}" if v.valid_from else "-"
         click.echo(
             f"{v.number:>7}  {v.status:9}  {v.producer:12}  {v.dim or '-':>4}  {v.count or '-':>8}  "
-            f"{v.created_at:%Y-%m-%d %H:%M:%S}  {','.join(v.aliases)}"
+            f"{v.created_at:%Y-%m-%d %H:%M:%S}  {valid_from:19}  {','.join(v.aliases)}"
             + (f"  (aligned to {v.aligned_to})" if v.aligned_to else "")
             + (f"  ({v.error.splitlines()[0][:80]})" if v.error and v.status == "failed" else "")
         )

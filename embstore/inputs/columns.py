@@ -12,7 +12,7 @@ trailing whitespace is trimmed from ids and numbers.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,7 @@ from embstore.ids import plain
 from embstore.inputs.specs import InputSpec
 
 _INT64_SECONDS = 9.2e9  # |unix seconds| that still fit datetime64[ns]
+CellProblem = Callable[[int, object, "str | None"], Exception]  # (0-based row, value, problem; None: empty)
 
 
 def column_label(spec: InputSpec, actual: str, canonical: str) -> str:
@@ -159,12 +160,12 @@ def float_column(
     return values
 
 
-def _seconds_to_utc(spec: InputSpec, label: str, seconds: np.ndarray, raw) -> pd.DatetimeIndex:
+def _seconds_to_utc(seconds: np.ndarray, raw, bad: CellProblem) -> pd.DatetimeIndex:
     """Unix seconds to UTC; ``raw`` (the text as read, or None) is only used to show a bad cell."""
     fine = seconds.size == 0 or (-_INT64_SECONDS <= seconds.min() and seconds.max() <= _INT64_SECONDS)
     if not fine:  # NaN fails both comparisons, so it lands here too
-        bad = ~np.isfinite(seconds) | (np.abs(np.where(np.isfinite(seconds), seconds, 0)) > _INT64_SECONDS)
-        i = first_true(bad)
+        wrong = ~np.isfinite(seconds) | (np.abs(np.where(np.isfinite(seconds), seconds, 0)) > _INT64_SECONDS)
+        i = first_true(wrong)
         shown = seconds[i] if raw is None else raw[i]
         shown = shown.as_py() if isinstance(shown, pa.Scalar) else shown
         problem = (
@@ -172,45 +173,63 @@ def _seconds_to_utc(spec: InputSpec, label: str, seconds: np.ndarray, raw) -> pd
             if not np.isfinite(seconds[i])
             else "is out of range for unix seconds (milliseconds? divide by 1000)"
         )
-        raise cell_error(spec, label, i, shown, problem)
+        raise bad(i, shown, problem)
     if seconds.dtype.kind in "iu":
         nanos = pa.array(seconds.astype(np.int64) * 1_000_000_000, type=pa.timestamp("ns", tz="UTC"))
         return pd.DatetimeIndex(nanos.to_pandas())
     return pd.to_datetime(seconds, unit="s", utc=True)
 
 
-def timestamp_column(spec: InputSpec, label: str, arr: pa.ChunkedArray) -> pd.DatetimeIndex:
-    """UTC timestamps from unix seconds (numbers) or ISO-8601 text; naive times are taken as UTC."""
+def utc_times(arr: pa.ChunkedArray | pa.Array, bad: CellProblem) -> pd.DatetimeIndex:
+    """The one rule for reading times, in inputs, joins and CLI options alike: datetimes and dates
+    (naive ones taken as UTC), ISO-8601 text (zoned or naive = UTC), or unix seconds as numbers or
+    numeric text. ``bad(row, value, problem)`` builds the error for the first cell that is none of
+    those (an empty cell is ``problem=None``)."""
+    arr = arr if isinstance(arr, pa.ChunkedArray) else pa.chunked_array([arr])
     missing = _null_or_empty(arr)
     if missing.any():
-        raise empty_error(spec, label, first_true(missing), "every interaction needs a timestamp")
+        raise bad(first_true(missing), None, None)
     if pa.types.is_timestamp(arr.type) or pa.types.is_date(arr.type):
         return pd.DatetimeIndex(pd.to_datetime(arr.to_pandas(), utc=True)).as_unit("ns")
     if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
-        return _seconds_to_utc(spec, label, arr.to_numpy(), None)
+        return _seconds_to_utc(arr.to_numpy(), None, bad)
     if not _is_text(arr):
-        raise InputError(f"{spec.display}: column {label} has type {arr.type}; expected times")
+        raise bad(0, arr[0].as_py() if len(arr) else None, f"has type {arr.type}; expected times")
     arr = _trimmed(arr)
     for target in (pa.int64(), pa.float64()):
         try:
             numbers = pc.cast(arr, target).to_numpy()
         except pa.ArrowInvalid:
             continue
-        return _seconds_to_utc(spec, label, numbers, arr)
+        return _seconds_to_utc(numbers, arr, bad)
     for target in (pa.timestamp("ns", tz="UTC"), pa.timestamp("ns")):  # all ISO, all zoned or all naive
         try:
             stamps = pd.DatetimeIndex(pc.cast(arr, target).to_pandas())
         except pa.ArrowInvalid:
             continue
         return stamps if stamps.tz is not None else stamps.tz_localize("UTC")
-    return _mixed_times(spec, label, arr)
+    return _mixed_times(arr, bad)
+
+
+def timestamp_column(spec: InputSpec, label: str, arr: pa.ChunkedArray) -> pd.DatetimeIndex:
+    """UTC timestamps of an input column (see ``utc_times``); errors name the file, column and row."""
+    if not (_is_text(arr) or pa.types.is_timestamp(arr.type) or pa.types.is_date(arr.type)
+            or pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type)):
+        raise InputError(f"{spec.display}: column {label} has type {arr.type}; expected times")
+
+    def bad(row: int, value: object, problem: str | None) -> InputError:
+        if problem is None:
+            return empty_error(spec, label, row, "every interaction needs a timestamp")
+        return cell_error(spec, label, row, value, problem)
+
+    return utc_times(arr, bad)
 
 
 # An ISO time with a zone: a time part followed by Z or an offset (date-only '2021-03-01' has none).
 _ZONED = r"[T ][0-9:.,]+ ?(?:[zZ]|[+-][0-9]{2}(?::?[0-9]{2})?)$"
 
 
-def _mixed_times(spec: InputSpec, label: str, arr: pa.ChunkedArray) -> pd.DatetimeIndex:
+def _mixed_times(arr: pa.ChunkedArray, bad: CellProblem) -> pd.DatetimeIndex:
     """The slow path: numbers and ISO text mixed, or a bad cell to find.
 
     Zoned and naive ISO strings are parsed apart: pandas applies a previous row's
@@ -227,15 +246,15 @@ def _mixed_times(spec: InputSpec, label: str, arr: pa.ChunkedArray) -> pd.Dateti
         if mask.any():
             parsed = pd.to_datetime(raw[mask], format="ISO8601", utc=True, errors="coerce")
             out[mask] = parsed.dt.as_unit("ns")
-    bad = out.isna().to_numpy()
-    if bad.any():
-        i = first_true(bad)
+    failed = out.isna().to_numpy()
+    if failed.any():
+        i = first_true(failed)
         problem = (
             "is out of range for unix seconds (milliseconds? divide by 1000)"
             if is_number[i]
             else "is not a number or ISO-8601 time"
         )
-        raise cell_error(spec, label, i, raw.iloc[i], problem)
+        raise bad(i, raw.iloc[i], problem)
     return pd.DatetimeIndex(out)
 
 

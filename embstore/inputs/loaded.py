@@ -34,9 +34,12 @@ from embstore.sequences import Sequences
 
 
 class Inputs:
-    """The input files of one run, loaded lazily and validated once per kind."""
+    """The input files of one run, loaded lazily and validated once per kind.
 
-    def __init__(self, specs: Iterable[InputSpec]):
+    ``until`` (a UTC ``pd.Timestamp``) keeps only interactions dated before it: a version
+    trained on them uses no data from ``until`` on (``embstore run --until``)."""
+
+    def __init__(self, specs: Iterable[InputSpec], until: pd.Timestamp | None = None):
         self._specs: dict[str, InputSpec] = {}
         for spec in specs:
             if spec.kind in self._specs:
@@ -46,7 +49,19 @@ class Inputs:
                 )
             check_exists(spec)
             self._specs[spec.kind] = spec
+        self.until = until
         self._cache: dict[object, object] = {}
+
+    def before(self, until: pd.Timestamp) -> "Inputs":
+        """The same files, with only the interactions dated before ``until``."""
+        return Inputs(self._specs.values(), until=until)
+
+    def newest_time(self) -> pd.Timestamp | None:
+        """The newest timestamp of the timestamped inputs (interactions, after ``until``), or None
+        when no input carries times: the end of what a version trained on them has seen."""
+        if "interactions" not in self._specs:
+            return None
+        return self.interactions()["timestamp"].max()
 
     @property
     def kinds(self) -> frozenset[str]:
@@ -112,7 +127,12 @@ class Inputs:
             data["weight"] = np.ones(table.num_rows, dtype=np.float64)
         if "rating" in found:
             data["rating"] = float_column(spec, lab["rating"], table[found["rating"]])
-        return pd.DataFrame(data)
+        frame = pd.DataFrame(data)
+        if self.until is not None:
+            frame = frame[frame["timestamp"] < self.until].reset_index(drop=True)
+            if frame.empty:
+                raise InputError(f"{spec.display}: no interaction is dated before {self.until.isoformat()} (--until)")
+        return frame
 
     def sequences(self, min_rating: float | None = None, session_gap: float | None = None) -> Sequences:
         """Per-user item sequences in time order (ties keep file order), users in sorted id order.
@@ -244,6 +264,8 @@ class Inputs:
             check_exists(spec)
             mapping = json.dumps(dict(spec.columns), sort_keys=True)
             digest.update(f"{kind}\0{mapping}\0{spec.path.stat().st_size}\0".encode())
+            if self.until is not None and kind == "interactions":
+                digest.update(f"until\0{self.until.isoformat()}\0".encode())
             with open(spec.path, "rb") as f:
                 for chunk in iter(lambda: f.read(1 << 20), b""):
                     digest.update(chunk)

@@ -22,7 +22,10 @@ files (published versions)
   - the index loads, holds count vectors, and answers a query with valid rows
 Feast
   - each published version's feature view exists, is tagged with its set and
-    number, reads that version's embeddings.parquet and keys on the set's entity
+    number, reads that version's embeddings.parquet, keys on the set's entity and
+    is listed in the repo's definitions (embstore_objects.json)
+  - each alias is a feature service ``<set>__<alias>`` over the version it names,
+    in Feast and in the repo's definitions (``embstore check --repair`` mends them)
   - the online store serves exactly the version's vectors for a sample of ids
     (first, last and evenly spaced ones)
   - no feature view or version directory belongs to a version that does not
@@ -41,7 +44,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from embstore.backends import files
-from embstore.backends.feature_repo import feature_view_name
+from embstore.backends.feature_repo import feature_service_name, feature_view_name
 from embstore.backends.models import STATUSES
 from embstore.backends.registry import HOST, pid_alive
 from embstore.errors import EmbstoreError, first_line
@@ -244,6 +247,29 @@ class Checker:
                 report.bad("registry", f"{name}@{alias}", f"does not resolve: {first_line(exc, with_type=True)}")
         for alias in set(last) - set(current):
             report.bad("registry", f"{name}@{alias}", "has history but no alias row")
+        self.check_services(name, {a: by_number[n] for a, n in current.items()}, report)
+
+    def check_services(self, name: str, aliases: dict[str, Any], report: Report) -> None:
+        """Each alias is a Feast FeatureService ``<set>__<alias>`` over the version it names, and the
+        repo's manifest says the same (what ``feast apply`` would apply)."""
+        if self.services is None:
+            return
+        listed = self.feast.manifest()["services"]
+        for alias, v in aliases.items():
+            service_name = feature_service_name(name, alias)
+            service = self.services.get(service_name)
+            views = [p.name for p in service.feature_view_projections] if service is not None else None
+            if views != [v.feature_view]:
+                report.bad("feast", f"{name}@{alias}", f"feature service {service_name} serves {views}, "
+                           f"the alias names {v.feature_view} (embstore check --repair)")
+            if listed.get(service_name, {}).get("view") != v.feature_view:
+                report.bad("feast", f"{name}@{alias}", f"the repo's definitions list {service_name} as "
+                           f"{listed.get(service_name)}, the alias names {v.feature_view} (embstore check --repair)")
+        for service_name, service in self.services.items():
+            tags = dict(service.tags or {})
+            if tags.get("embstore_set") == name and tags.get("embstore_alias") not in aliases:
+                report.bad("feast", service_name, f"feature service of {name}@{tags.get('embstore_alias')}, "
+                           "which is not an alias (embstore check --repair)")
 
     def check_files(self, v, report: Report) -> bool:
         """True when the files are intact (the online rows can then be compared with them)."""
@@ -309,9 +335,11 @@ class Checker:
 
     def feature_views(self, report: Report) -> dict[str, Any] | None:
         try:
+            self.services = self.feast.feature_services()
             return self.feast.feature_views()
         except Exception as exc:  # noqa: BLE001
             report.bad("feast", str(self.feast.repo), f"cannot list Feast feature views: {first_line(exc, with_type=True)}")
+            self.services = None
             return None
 
     def check_feast(self, v, views: dict[str, Any] | None, report: Report, online_sample: int) -> None:
@@ -330,6 +358,9 @@ class Checker:
             report.bad("feast", v.ref, f"feature view {fv.name} reads {path}, expected {want}")
         if list(getattr(fv, "entities", [])) != [v.entity]:
             report.bad("feast", v.ref, f"feature view {fv.name} keys on {list(fv.entities)}, expected [{v.entity!r}]")
+        if v.feature_view not in self.feast.manifest()["views"]:
+            report.bad("feast", v.ref, f"the repo's definitions do not list {fv.name}, so `feast apply` would "
+                       "delete it (embstore check --repair)")
         if online_sample <= 0:
             return
         try:

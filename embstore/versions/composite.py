@@ -17,6 +17,7 @@ its own versions, aliases, Feast view and index.
   ``sources`` as ``set@N`` (not the aliases given), the weights and the options;
   composing again later resolves the aliases afresh and makes a new version.
 - All sources must hold the same entity (join key) with the same id type.
+- Valid from the latest of its sources' valid-from times: it uses all their data.
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ def compose(reader: "VersionReader", publisher: "Publisher", set_name: str, refs
         [[v.ref, v.checksums.get("vectors.npy"), w] for v, w in zip(sources, weights)] + [normalize]
     ).encode()).hexdigest()
     provenance = Provenance(PRODUCER, "embstore", __version__, config, fingerprint)
+    valid_from = max((v.valid_from for v in sources if v.valid_from is not None), default=None)
     return publisher.publish(PublishRequest(set_name, emb, provenance, entity=sources[0].entity, promote=promote,
                                             retriever=retriever, retriever_config=retriever_config,
-                                            align_to=align_to, checks=checks))
+                                            align_to=align_to, checks=checks, valid_from=valid_from))

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from embstore.backends.registry import Registry
     from embstore.catalogue import PluginCatalogue
     from embstore.refs import VersionInfo
+    from embstore.versions.aliases import Aliases
 
 
 class EvaluationError(EmbstoreError):
@@ -250,9 +251,8 @@ class Gatekeeper:
     the alias only when every gate passes. Evaluators are handed ``host``, the store's read API
     (embstore.evaluator.StoreView); the gatekeeper itself only writes metrics and aliases."""
 
-    def __init__(self, registry: "Registry", host: StoreView):
-        self.registry = registry
-        self.host = host
+    def __init__(self, registry: "Registry", aliases: "Aliases", host: StoreView):
+        self.registry, self.aliases, self.host = registry, aliases, host
 
     def alias_now(self, set_name: str, alias: str | None) -> str:
         if not alias:
@@ -285,7 +285,7 @@ class Gatekeeper:
                 updated, results, promote,
             )
         if promote:
-            return self.registry.promote(version.ref, promote)
+            return self.aliases.promote(version.ref, promote)
         return updated
 
     def run_evaluators(self, version: "VersionInfo", checks: Checks, record: dict, promote: str | None,

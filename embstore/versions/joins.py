@@ -1,34 +1,50 @@
-"""Training joins: embeddings onto rows with a key and a time, point in time correct.
+"""Training joins: embeddings onto rows that carry an id and a time, point in time correct.
 
-    store.join(training_rows, "items@3")                # pinned: one version for every row
-    store.join(training_rows, "items@prod", live=True)  # live: the version the alias named at each row's time
+    store.join(rows, "items@3")                    # pinned: rows at or after items@3's valid-from get its vector
+    store.join(rows, "items", as_of=True)          # as-of: each row the newest version valid at its time
+    store.join(rows, "items@prod", live=True)      # live: the version the alias named at each row's time
+    store.join(rows, "items@3", on="movieId", timestamp_column="ts", wide=True)
 
-A pinned join gives every row the version's vector as of the row's time through
-Feast's point-in-time join (None before the version was built, or when it lacks
-the id). A live join gives each row the version ``prod`` named at the row's
-timestamp, by the alias's recorded history (promotes and rollbacks alike), then
-joins that version: a row never sees a version the alias moved to after the
-row's time, and rows from before the alias first pointed anywhere get None. The
-``<column>_version`` column says which version each row was served. Every input
-row comes back, in order, with its index.
+A version's vectors use no data after its valid-from time (the end of its training
+data), so a row dated at or after it may use them and an earlier row may not.
+
+- pinned (``set@3``, or ``set@prod`` resolved now): every row from the version's
+  valid-from on gets its vector, earlier rows None;
+- as-of (``as_of=True`` on a set name): each row gets the published version of the set
+  with the latest valid-from at or before the row's time (ties: the higher version
+  number), named in ``<column>_version`` — point in time across retrains;
+- live (``live=True`` on ``set@alias``): each row gets the version the alias named at
+  the row's time by its recorded history (promotes and rollbacks alike), from that
+  version's valid-from on, also named in ``<column>_version``.
+
+Every input row comes back, in order, with its index; an id the version lacks gets
+None. Times follow embstore's one rule (embstore.times): datetimes (naive = UTC), ISO
+text, or integer unix seconds. The key column is the set's entity unless ``on`` names
+another. The vectors come as one column of float32 arrays (``column``, default
+``<set>_embedding``), or with ``wide=True`` as float32 columns ``<column>_0`` …
+``<column>_{d-1}`` (NaN where there is no vector).
+
+The join reads embstore's own copy of each version (vectors.npy and ids.parquet, the
+same rows as the Feast offline file; ``embstore check`` verifies they agree), so its
+cost follows the rows asked for, not the size of the version.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from embstore.backends import files
 from embstore.errors import ConfigError, InputError, NotFoundError
-from embstore.refs import Ref
+from embstore.refs import Ref, VersionInfo
+from embstore.times import times_of
 
 if TYPE_CHECKING:
-    from embstore.backends.feature_repo import FeatureRepo
     from embstore.backends.registry import Registry
-    from embstore.refs import VersionInfo
     from embstore.versions.reader import VersionReader
 
 
@@ -49,77 +65,123 @@ def live_versions(row_times: Sequence[int] | np.ndarray, move_times: np.ndarray,
     return np.where(idx >= 0, np.asarray(move_versions, dtype=np.int64)[np.maximum(idx, 0)], -1)
 
 
-def row_times(entity_df: pd.DataFrame, entity: str, timestamp_column: str) -> pd.Series:
-    """The rows' times in UTC; one InputError naming what is missing or unreadable."""
-    for needed in (entity, timestamp_column):
-        if needed not in entity_df.columns:
-            raise InputError(
-                f"join needs columns {entity!r} and {timestamp_column!r}; entity_df has {list(entity_df.columns)}"
-            )
-    ts = pd.to_datetime(entity_df[timestamp_column], utc=True, errors="coerce")
-    if ts.isna().any():
-        raise InputError(f"entity_df column {timestamp_column!r} has missing or unparseable times")
-    return ts
+def as_of_versions(row_times: np.ndarray, versions: list["VersionInfo"]) -> np.ndarray:
+    """For each row time (UTC ns) the number of the version with the latest valid-from at or
+    before it (ties: the higher number), or -1 when none is valid yet."""
+    ordered = sorted(versions, key=lambda v: (ns(v.valid_from), v.number))
+    starts = np.array([ns(v.valid_from) for v in ordered], dtype=np.int64)
+    numbers = np.array([v.number for v in ordered], dtype=np.int64)
+    return live_versions(row_times, starts, numbers)
+
+
+def ns(when) -> int:
+    return int(pd.Timestamp(when).as_unit("ns").value)
 
 
 class Joiner:
-    """Joins versions onto training rows through the Feast feature repo."""
+    """Joins versions onto training rows from embstore's checksummed copy of each version."""
 
-    def __init__(self, reader: "VersionReader", feast: "FeatureRepo", registry: "Registry"):
-        self.reader, self.feast, self.registry = reader, feast, registry
+    def __init__(self, reader: "VersionReader", registry: "Registry"):
+        self.reader, self.registry = reader, registry
 
-    def join(self, entity_df: pd.DataFrame, ref, *, column: str | None = None,
-             timestamp_column: str = "event_timestamp", live: bool = False) -> pd.DataFrame:
-        if live:
-            return self.join_live(entity_df, ref, column=column, timestamp_column=timestamp_column)
-        return self.join_pinned(entity_df, self.reader.resolve(ref), column=column, timestamp_column=timestamp_column)
+    def join(self, rows: pd.DataFrame, ref, *, column: str | None = None, timestamp_column: str = "event_timestamp",
+             on: str | None = None, as_of: bool = False, live: bool = False, wide: bool = False) -> pd.DataFrame:
+        if as_of and live:
+            raise ConfigError("a join is as-of (each row the newest valid version) or live (the version an alias "
+                              "named at the row's time), not both")
+        if as_of or live:
+            parsed = ref if isinstance(ref, Ref) else Ref.parse(ref.ref if isinstance(ref, VersionInfo) else str(ref))
+            if as_of:
+                return self.join_as_of(rows, parsed, column, timestamp_column, on, wide)
+            return self.join_live(rows, parsed, column, timestamp_column, on, wide)
+        version = self.reader.resolve(ref)
+        times, keys = self.keys_and_times(rows, on or version.entity, timestamp_column)
+        served = np.where(times >= ns(version.valid_from), version.number, -1)
+        return self.gathered(rows, keys, served, {version.number: version}, column or f"{version.set}_embedding",
+                             wide, version_column=False)
 
-    def join_pinned(self, entity_df: pd.DataFrame, version: "VersionInfo", *, column: str | None,
-                    timestamp_column: str) -> pd.DataFrame:
-        entity = version.entity
-        ts = row_times(entity_df, entity, timestamp_column)
-        column = column or f"{version.set}_embedding"
+    def join_as_of(self, rows: pd.DataFrame, ref: Ref, column: str | None, timestamp_column: str,
+                   on: str | None, wide: bool) -> pd.DataFrame:
+        if ref.version is not None or ref.alias is not None:
+            raise ConfigError(f"an as-of join picks the version per row: give a set name ({ref.set}), not {ref}")
+        versions = [v for v in self.registry.versions(ref.set) if v.status == "published"]
+        if not versions:
+            raise NotFoundError(f"set {ref.set!r} has no published version yet")
+        times, keys = self.keys_and_times(rows, on or versions[-1].entity, timestamp_column)
+        served = as_of_versions(times, versions)
+        return self.gathered(rows, keys, served, {v.number: v for v in versions}, column or f"{ref.set}_embedding",
+                             wide, version_column=True)
+
+    def join_live(self, rows: pd.DataFrame, ref: Ref, column: str | None, timestamp_column: str,
+                  on: str | None, wide: bool) -> pd.DataFrame:
+        if ref.alias is None:
+            raise ConfigError(f"a live join follows an alias's history: give set@alias (e.g. {ref.set}@prod), not {ref}")
+        current = self.reader.resolve(ref)
+        times, keys = self.keys_and_times(rows, on or current.entity, timestamp_column)
+        move_times, move_versions = alias_timeline(self.registry, ref.set, ref.alias)
+        served = live_versions(times, move_times, move_versions)
+        versions = {n: self.reader.resolve(f"{ref.set}@{n}") for n in np.unique(served[served >= 0]).tolist()}
+        for number, v in versions.items():  # from each version's valid-from on, as a pinned join
+            served[(served == number) & (times < ns(v.valid_from))] = -1
+        return self.gathered(rows, keys, served, versions, column or f"{ref.set}_embedding", wide, version_column=True)
+
+    @staticmethod
+    def keys_and_times(rows: pd.DataFrame, key: str, timestamp_column: str) -> tuple[np.ndarray, pd.Series]:
+        """The rows' times (UTC ns) and keys; one InputError naming what is missing or unreadable."""
+        for needed in (key, timestamp_column):
+            if needed not in rows.columns:
+                raise InputError(f"join needs columns {key!r} (the ids; name another with on=) and "
+                                 f"{timestamp_column!r} (the rows' times; timestamp_column=); "
+                                 f"the rows have {list(rows.columns)}")
+        keys = rows[key]
+        if keys.isna().any():
+            raise InputError(f"rows column {key!r} has empty ids at rows {list(keys[keys.isna()].index[:5])}")
+        times = times_of(rows[timestamp_column].reset_index(drop=True), f"rows column {timestamp_column!r}")
+        return times.asi8, keys
+
+    def gathered(self, rows: pd.DataFrame, keys: pd.Series, served: np.ndarray, versions: dict[int, "VersionInfo"],
+                 column: str, wide: bool, version_column: bool) -> pd.DataFrame:
+        """``rows`` with the vector of version ``served[i]`` for row i (-1: none), by id."""
+        n = len(rows)
+        dims = {v.dim for v in versions.values() if (served == v.number).any()}
+        if wide and len(dims) > 1:
+            raise ConfigError(f"the versions joined have dimensions {sorted(dims)}; wide columns need one "
+                              "dimension (join them as a list column, or pin one version)")
+        dim = dims.pop() if dims else next(iter(versions.values())).dim
+        matrix = np.full((n, dim), np.nan, dtype=np.float32) if wide else None
+        vectors = np.full(n, None, dtype=object) if not wide else None
+        for number in np.unique(served[served >= 0]).tolist():
+            version = versions[number]
+            at = np.flatnonzero(served == number)
+            rows_in = self.rows_of(version, keys.iloc[at])
+            hit = rows_in >= 0
+            at, rows_in = at[hit], rows_in[hit]
+            block = np.asarray(self.reader.load(version).vectors[rows_in], dtype=np.float32)
+            if wide:
+                matrix[at] = block
+            else:
+                vectors[at] = list(block)
+        result = rows.copy()
+        if wide:
+            extra = pd.DataFrame(matrix, index=rows.index, columns=[f"{column}_{j}" for j in range(dim)])
+            result = pd.concat([result.drop(columns=[c for c in extra.columns if c in result.columns]), extra], axis=1)
+        else:
+            result[column] = vectors
+        if version_column:  # the version each row was served, also when it lacks the row's id
+            result[f"{column}_version"] = pd.array([None if v < 0 else int(v) for v in served.tolist()], dtype="Int64")
+        return result
+
+    def rows_of(self, version: "VersionInfo", keys: pd.Series) -> np.ndarray:
+        """Row in the version of each key (-1 when absent), keys read as the version's id type.
+        The version's Feast offline file is verified too (once per process per file state): a
+        join answers for what Feast holds."""
         loaded = self.reader.load(version)
         files.verify_once(Path(version.storage_path), version.checksums, [files.OFFLINE])
-        keys = entity_df[entity]
-        if keys.isna().any():
-            raise InputError(f"entity_df column {entity!r} has empty ids at rows {list(keys[keys.isna()].index[:5])}")
         if version.id_type == "int64":
-            try:
-                keys = keys.astype("int64")
-            except (TypeError, ValueError):
-                raise InputError(f"{version.ref} has integer ids; entity_df column {entity!r} is not integer") from None
-        else:
-            keys = keys.astype(str)
-        frame = pd.DataFrame({entity: keys.to_numpy(), "event_timestamp": ts.to_numpy()})
-        pairs = frame.drop_duplicates().reset_index(drop=True)
-        pairs["__pair"] = np.arange(len(pairs), dtype=np.int64)
-        pair_rows = self.feast.historical_rows(version.feature_view, entity, pairs)
-        pairs["__row"] = pairs["__pair"].map(pair_rows)
-        merged = frame.merge(pairs, on=[entity, "event_timestamp"], how="left")
-        rows = merged["__row"].to_numpy()
-        result = entity_df.copy()
-        vec = loaded.vectors
-        result[column] = [None if pd.isna(r) else np.array(vec[int(r)], dtype=np.float32) for r in rows]
-        return result
-
-    def join_live(self, entity_df: pd.DataFrame, ref, *, column: str | None, timestamp_column: str) -> pd.DataFrame:
-        parsed = Ref.parse(ref) if not isinstance(ref, Ref) else ref
-        if parsed.alias is None:
-            raise ConfigError(f"a live join follows an alias's history: give set@alias (e.g. {parsed.set}@prod), not {parsed}")
-        current = self.reader.resolve(parsed)
-        ts = row_times(entity_df, current.entity, timestamp_column)
-        move_times, move_versions = alias_timeline(self.registry, parsed.set, parsed.alias)
-        served = live_versions(pd.DatetimeIndex(ts).as_unit("ns").asi8, move_times, move_versions)
-        column = column or f"{parsed.set}_embedding"
-        vectors: list = [None] * len(entity_df)
-        for number in np.unique(served[served >= 0]).tolist():
-            positions = np.flatnonzero(served == number)
-            joined = self.join_pinned(entity_df.iloc[positions], self.reader.resolve(f"{parsed.set}@{number}"),
-                                      column=column, timestamp_column=timestamp_column)
-            for pos, vec in zip(positions.tolist(), joined[column].tolist()):
-                vectors[pos] = vec
-        result = entity_df.copy()
-        result[column] = vectors
-        result[f"{column}_version"] = pd.array([None if v < 0 else int(v) for v in served.tolist()], dtype="Int64")
-        return result
+            values = pd.to_numeric(keys, errors="coerce")
+            if values.isna().any() or not np.all(np.mod(values.to_numpy(dtype=np.float64), 1) == 0):
+                bad = keys[values.isna() | (np.mod(values.fillna(0).to_numpy(dtype=np.float64), 1) != 0)]
+                raise InputError(f"{version.ref} has integer ids; rows column {keys.name!r} holds "
+                                 f"{bad.iloc[0]!r} at row {bad.index[0]!r}")
+            return loaded.index.get_indexer(values.to_numpy().astype(np.int64)).astype(np.int64)
+        return loaded.index.get_indexer(keys.astype(str).to_numpy(dtype=object)).astype(np.int64)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
+import pandas as pd
 
 from embstore.backends import files
 from embstore.config import parse_config
@@ -20,14 +21,15 @@ from embstore.embeddings import Embeddings
 from embstore.errors import ConfigError, EmbeddingsError
 from embstore.inputs import Inputs, InputSpec
 from embstore.refs import VersionInfo, check_alias_name, check_set_name
+from embstore.times import parse_time
 from embstore.versions.alignment import align_roles
 from embstore.versions.gates import Checks
 from embstore.versions.publishing import Provenance, PublishRequest
 
 if TYPE_CHECKING:
-    from embstore.backends.registry import Registry
     from embstore.catalogue import PluginCatalogue
     from embstore.producer import Producer
+    from embstore.versions.aliases import Aliases
     from embstore.versions.publishing import Publisher
     from embstore.versions.reader import VersionReader
 
@@ -37,6 +39,23 @@ def as_inputs(inputs: Mapping[str, Any] | Inputs) -> Inputs:
     if isinstance(inputs, Inputs):
         return inputs
     return Inputs([v if isinstance(v, InputSpec) else InputSpec(k, Path(v)) for k, v in dict(inputs).items()])
+
+
+def valid_from_for(inputs: Inputs, explicit: Any = None) -> pd.Timestamp | None:
+    """When a version trained on ``inputs`` may be used from: ``explicit`` if given (refused when
+    earlier than the newest input row, which would let rows see vectors trained on their future),
+    else ``inputs.until`` (the cutoff), else the newest input timestamp, else None (the build time)."""
+    newest = inputs.newest_time()
+    if explicit is not None:
+        chosen = parse_time(explicit, "valid_from")
+        if newest is not None and chosen < newest:
+            raise ConfigError(
+                f"valid_from {chosen.isoformat()} is earlier than the newest input row ({newest.isoformat()}): "
+                "rows in between would get vectors trained on their future; give a time at or after it, "
+                "or train only on earlier rows with --until"
+            )
+        return chosen
+    return inputs.until if inputs.until is not None else newest
 
 
 @dataclass(frozen=True)
@@ -54,14 +73,16 @@ class RunRequest:
     align_to: str | None = None
     evaluate: Any = None  # evaluators: {name: config}, ["name:k=v"], or prepared Checks
     gates: Any = None
+    until: Any = None  # train only on interactions before this time; the version is valid from it
+    valid_from: Any = None  # explicit valid-from; refused when earlier than the newest input row
 
 
 class Producing:
     """Runs producers and publishes their results; embeds unseen entities with saved models."""
 
     def __init__(self, plugins: Callable[[], "PluginCatalogue"], reader: "VersionReader", publisher: "Publisher",
-                 registry: "Registry", progress: bool):
-        self.plugins, self.reader, self.publisher, self.registry = plugins, reader, publisher, registry
+                 aliases: "Aliases", progress: bool):
+        self.plugins, self.reader, self.publisher, self.aliases = plugins, reader, publisher, aliases
         self.progress = progress
 
     def run(self, request: RunRequest) -> VersionInfo | list[VersionInfo]:
@@ -82,24 +103,28 @@ class Producing:
         if cls.entities and checks:
             raise ConfigError(f"producer {request.producer!r} publishes several sets in one space; "
                               "evaluate and gates are not supported for it yet")
+        if request.until is not None:
+            inputs = inputs.before(parse_time(request.until, "until"))
+        valid_from = valid_from_for(inputs, request.valid_from)
         fingerprint = inputs.fingerprint()
         result = self.fit(cls, inputs, cfg)
         info = plugins.owner("producer", request.producer)
         provenance = Provenance(request.producer, info.name, info.version, cfg.model_dump(mode="json"), fingerprint)
         if cls.entities:
-            return self.publish_roles(request, cls, result, provenance, rcls.name, rcfg)
+            return self.publish_roles(request, cls, result, provenance, rcls.name, rcfg, valid_from)
         if not isinstance(result, Embeddings):
             raise EmbeddingsError(f"producer {request.producer!r} returned {type(result).__name__}, not Embeddings")
         return self.publisher.publish(PublishRequest(
             request.set_name, result, provenance, entity=request.entity or cls.entity, promote=request.promote,
-            retriever=rcls.name, retriever_config=rcfg, align_to=request.align_to, checks=checks))
+            retriever=rcls.name, retriever_config=rcfg, align_to=request.align_to, checks=checks,
+            valid_from=valid_from))
 
     def fit(self, cls: type["Producer"], inputs: Inputs, cfg: Any) -> Any:
         accepts_progress = "progress" in inspect.signature(cls.fit).parameters
         return cls().fit(inputs, cfg, **({"progress": self.progress} if accepts_progress else {}))
 
     def publish_roles(self, request: RunRequest, cls: type["Producer"], result: Any, provenance: Provenance,
-                      retriever: str, retriever_config: Any) -> list[VersionInfo]:
+                      retriever: str, retriever_config: Any, valid_from: pd.Timestamp | None) -> list[VersionInfo]:
         """Publish one set per role, then move all their aliases in one transaction. ``align_to``
         rotates all the roles' sets with one rotation (embstore.versions.alignment.align_roles)."""
         roles = cls.entities
@@ -119,11 +144,11 @@ class Producing:
         published = [
             self.publisher.publish(PublishRequest(name, aligned[name][0], provenance, entity=roles[role],
                                                   retriever=retriever, retriever_config=retriever_config,
-                                                  align_to=aligned[name][1]))
+                                                  align_to=aligned[name][1], valid_from=valid_from))
             for role, name in zip(roles, sets)
         ]
         if request.promote:
-            published = self.registry.promote_many([(v.set, v.number) for v in published], request.promote)
+            published = self.aliases.promote_many([(v.set, v.number) for v in published], request.promote)
         return published
 
     def infer(self, ref: Any, inputs: Mapping[str, Any] | Inputs) -> Embeddings:
@@ -167,9 +192,9 @@ class Producing:
         merged = Embeddings(ids=ids, vectors=vectors, extras=self.merged_extras(version, new, fresh), state=state,
                             metadata={**version.metrics, "inferred_from": version.ref, "inferred_ids": int(fresh.sum())})
         provenance = Provenance(version.producer, version.plugin, version.plugin_version, version.config)
-        return self.publisher.publish(PublishRequest(
+        return self.publisher.publish(PublishRequest(  # new items from side info: no later data than the base's
             set_name or version.set, merged, provenance, entity=version.entity, promote=promote,
-            retriever=version.retriever, retriever_config=version.retriever_config))
+            retriever=version.retriever, retriever_config=version.retriever_config, valid_from=version.valid_from))
 
     @staticmethod
     def merged_extras(version: VersionInfo, new: Embeddings, fresh: np.ndarray) -> dict[str, np.ndarray]:

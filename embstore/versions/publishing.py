@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from embstore.backends.feature_repo import FeatureRepo
     from embstore.backends.registry import Registry
     from embstore.catalogue import PluginCatalogue
+    from embstore.versions.aliases import Aliases
     from embstore.versions.gates import Gatekeeper
     from embstore.versions.reader import VersionReader
 
@@ -83,15 +85,17 @@ class PublishRequest:
     retriever_config: Mapping[str, Any] | PluginConfig | None = None
     align_to: str | PreAligned | None = None
     checks: Checks = Checks()
+    valid_from: datetime | None = None  # training rows from this time on may use the vectors; None: build time
 
 
 class Publisher:
     """Publishes versions into the registry, the version files, Feast and the index."""
 
     def __init__(self, registry: "Registry", feast: "FeatureRepo", plugins: Callable[[], "PluginCatalogue"],
-                 reader: "VersionReader", gates: "Gatekeeper", sets_dir: Path, *, retriever: str,
+                 reader: "VersionReader", aliases: "Aliases", gates: "Gatekeeper", sets_dir: Path, *, retriever: str,
                  retriever_config: Mapping[str, Any], progress: bool):
-        self.registry, self.feast, self.plugins, self.reader, self.gates = registry, feast, plugins, reader, gates
+        self.registry, self.feast, self.plugins, self.reader = registry, feast, plugins, reader
+        self.aliases, self.gates = aliases, gates
         self.sets_dir = sets_dir
         self.default_retriever, self.default_retriever_config = retriever, dict(retriever_config)
         self.progress = progress
@@ -155,18 +159,17 @@ class Publication:
         self.version = self.p.registry.begin_version(
             self.set_name, self.request.entity, self.provenance.producer, self.provenance.plugin,
             self.provenance.plugin_version, dict(self.provenance.config), self.rcls.name,
-            self.rcfg.model_dump(mode="json"), self.provenance.input_fingerprint,
+            self.rcfg.model_dump(mode="json"), self.provenance.input_fingerprint, self.valid_from(),
         )
         self.number = self.version.number
         self.directory = self.p.sets_dir / self.set_name / f"v{self.number}"
         steps = Steps(STEPS, f"publish {self.set_name}@{self.number}", enabled=self.p.progress)
         try:
             for step in STEPS:
-                result = getattr(self, f"step_{step}")()
+                published = getattr(self, f"step_{step}")()
                 steps.done(step)
                 if step != "publish":
                     fault_after(step)
-            return result
         except BaseException as exc:
             error = self.failed(exc)
             if error is exc:
@@ -174,6 +177,20 @@ class Publication:
             raise error from exc
         finally:
             steps.close()
+        if self.request.promote:  # the alias moved with the publish: its FeatureService follows
+            self.p.aliases.follow(self.set_name)
+        return published
+
+    def valid_from(self) -> datetime | None:
+        """The request's valid-from as the registry stores it (microseconds, rounded up so no row
+        before the true time is let in)."""
+        if self.request.valid_from is None:
+            return None
+        import pandas as pd
+
+        stamp = pd.Timestamp(self.request.valid_from)
+        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+        return stamp.ceil("us").to_pydatetime()
 
     @property
     def set_name(self) -> str:
@@ -215,7 +232,7 @@ class Publication:
         self.record("files", checksums=self.checksums)
 
     def step_offline(self) -> None:
-        self.frame = files.offline_frame(self.emb, self.request.entity, self.version.created_at)
+        self.frame = files.offline_frame(self.emb, self.request.entity, self.version.valid_from)
         self.checksums.update(files.write_offline(self.directory, self.frame))
         self.record("offline", checksums=self.checksums)
 
