@@ -36,6 +36,9 @@ class Evaluator(abc.ABC):
 
     name:    unique evaluator name, used as ``--evaluate NAME:KEY=VALUE,...`` and in pipeline files.
     Config:  a PluginConfig subclass; validated before any training, unknown keys are errors.
+    reads:   the input kind of the file its config's ``path`` names (e.g. "interactions"), when it has
+             a ``columns`` option: a run's ``--column`` mapping of that kind is then its default, so
+             the held-out file of a run needs no mapping of its own.
 
     ``evaluate(store, version, config)`` reads the published ``version`` (a VersionInfo)
     through the store's public API (``store.vectors``, ``store.recall``, ``store.resolve``,
@@ -46,6 +49,7 @@ class Evaluator(abc.ABC):
 
     name: ClassVar[str]
     Config: ClassVar[type[PluginConfig]] = PluginConfig
+    reads: ClassVar[str | None] = None
 
     @abc.abstractmethod
     def evaluate(self, store: StoreView, version: "VersionInfo", config: Any) -> dict[str, float | None]:

@@ -47,23 +47,38 @@ class HitRateConfig(PluginConfig):
     seed: int = Field(0, description="seed of the user sample")
 
 
-def leave_last_out(interactions, min_rating: float | None = None):
-    """Split an interactions frame (user_id, item_id, timestamp[, rating]) for ``hit_rate``.
+def leave_last_out(interactions, min_rating: float | None = None, columns: dict[str, str] | None = None):
+    """Split an interactions frame (user_id, timestamp[, rating] and any others) for ``hit_rate``.
 
     Returns ``(train, full)``: ``train`` drops each user's last interaction by time (ties: file
     order) — train the producer on it; ``full`` keeps everything — give it as the ``path`` of
     ``hit_rate``, which holds out that same last interaction and uses the rest as history.
+    ``columns`` maps canonical names to the frame's (``{"user_id": "userId"}``); without it a
+    column spelled alike (``userId``, ``UserID``) is used. The frames keep the frame's own names.
     """
     import pandas as pd
 
     df = interactions
+    needed = ["user_id", "timestamp"] + (["rating"] if min_rating is not None else [])
+    name = {c: _column(df, c, (columns or {}).get(c)) for c in needed}
     if min_rating is not None:
-        df = df[df["rating"] >= min_rating]
-    order = df.assign(_pos=np.arange(len(df))).sort_values(["user_id", "timestamp", "_pos"], kind="stable")
-    last = order.groupby("user_id", sort=False).tail(1)["_pos"]
+        df = df[df[name["rating"]] >= min_rating]
+    order = df.assign(_pos=np.arange(len(df))).sort_values([name["user_id"], name["timestamp"], "_pos"], kind="stable")
+    last = order.groupby(name["user_id"], sort=False).tail(1)["_pos"]
     train_mask = np.ones(len(df), dtype=bool)
     train_mask[last.to_numpy()] = False
     return df[train_mask].reset_index(drop=True), pd.DataFrame(df).reset_index(drop=True)
+
+
+def _column(frame, canonical: str, given: str | None) -> str:
+    """The frame's column for ``canonical``: as mapped, as named, or spelled alike (case, '_')."""
+    squash = canonical.replace("_", "").lower()
+    found = given or next((c for c in frame.columns if c == canonical), None) or next(
+        (c for c in frame.columns if str(c).replace("_", "").lower() == squash), None)
+    if found is None or found not in frame.columns:
+        raise InputError(f"leave_last_out needs a {canonical!r} column (the frame has {list(frame.columns)}); "
+                         f"name it with columns={{{canonical!r}: 'yourColumn'}}")
+    return found
 
 
 class HitRate(Evaluator):
@@ -78,11 +93,13 @@ class HitRate(Evaluator):
 
     name = "hit_rate"
     Config = HitRateConfig
+    reads = "interactions"  # a run's --column interactions.* mapping is its default columns
 
     def evaluate(self, store: StoreView, version: "VersionInfo", config: HitRateConfig) -> dict[str, float]:
         from embstore.inputs import Inputs, InputSpec
 
-        df = Inputs([InputSpec("interactions", config.path, config.columns)]).interactions()
+        mapped_by = "columns={{{canonical}: {actual}}} in the hit_rate config (--evaluate 'hit_rate:path=...,columns={{...}}')"
+        df = Inputs([InputSpec("interactions", config.path, config.columns, mapped_by=mapped_by)]).interactions()
         if config.min_rating is not None:
             if "rating" not in df.columns:
                 raise InputError(f"{config.path}: min_rating is set but the file has no rating column")

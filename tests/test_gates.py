@@ -109,10 +109,15 @@ def test_a_failed_gate_leaves_the_alias_and_says_why(any_store, heldout):
     assert [r["status"] for r in gates["results"]] == ["failed", "passed"]
 
 
-def test_missing_metrics_fail_and_version_metrics_can_be_gated(store):
+def test_missing_metrics_fail_and_version_metrics_can_be_gated(store, heldout):
     store.publish("items", clustered_embeddings(), promote="prod")
-    with pytest.raises(GateError, match=r"hr@10 was not produced \(produced: no evaluator ran\)"):
+    # a gate no evaluator can feed is refused before anything is published (it used to publish, then fail)
+    with pytest.raises(ConfigError, match=r"gate hr@10>=0.1 needs metric 'hr@10', and no evaluator is given"):
         store.publish("items", clustered_embeddings(), promote="prod", gates=["hr@10>=0.1"])
+    assert [v.number for v in store.versions("items")] == [1]
+    with pytest.raises(GateError, match=r"hr@5 was not produced \(produced: hr@10, hr_coverage, hr_users"):
+        store.publish("items", clustered_embeddings(), promote="prod", gates=["hr@5>=0.1"],
+                      evaluate={"hit_rate": {"path": str(heldout)}})
     v = store.publish("items", clustered_embeddings(), align_to="prod", promote="prod",
                       gates=["alignment.residual_after<=0.01"])  # a gate on the version's own metrics
     assert v.aliases == ("prod",)

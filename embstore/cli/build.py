@@ -124,7 +124,7 @@ def pipeline_command(state: State, file: str, check: bool, keep_going: bool, as_
     from embstore.ops.pipeline import Outcome, load_pipeline, run_pipeline
 
     if check:
-        steps = load_pipeline(file, state.catalogue())
+        steps = load_pipeline(file, state.catalogue(), state.store().resolve)
         for step in steps:
             what = f"producer {step.spec.producer}" if step.spec.producer else f"compose {', '.join(step.spec.compose)}"
             gates = f", gates {', '.join(map(str, step.checks.gates))}" if step.checks.gates else ""

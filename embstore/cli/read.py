@@ -67,6 +67,6 @@ def _described(table, item_id) -> str:
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.pass_obj
 def export(state: State, ref: str, out: str) -> None:
-    """Write REF's vectors to OUT.parquet (columns id, vector)."""
+    """Write REF's ids and vectors to OUT: .parquet (columns id, vector) or .npz (arrays ids, vectors)."""
     path = state.store().export(ref, out)
     click.echo(str(path))

@@ -52,6 +52,10 @@ class Inputs:
         self.until = until
         self._cache: dict[object, object] = {}
 
+    def column_maps(self) -> dict[str, dict[str, str]]:
+        """Each kind's canonical -> actual column mapping, as given (--column)."""
+        return {kind: dict(spec.columns) for kind, spec in self._specs.items()}
+
     def before(self, until: pd.Timestamp) -> "Inputs":
         """The same files, with only the interactions dated before ``until``."""
         return Inputs(self._specs.values(), until=until)

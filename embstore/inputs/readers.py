@@ -120,8 +120,7 @@ def resolve_columns(spec: InputSpec, header: list[str]) -> dict[str, str]:
             squash = canonical.replace("_", "").lower()
             guess = next((h for h in header if h.replace("_", "").lower() == squash), "NAME")
             mapped = f" (mapped from {spec.kind}.{canonical})" if canonical in spec.columns else ""
-            raise InputError(
-                f"{spec.display}: no column {actual!r}{mapped}; columns found: "
-                f"{', '.join(header)}; map it with --column {spec.kind}.{canonical}={guess}"
-            )
+            how = spec.mapped_by.format(kind=spec.kind, canonical=canonical, actual=guess)
+            raise InputError(f"{spec.display}: no column {actual!r}{mapped}; columns found: "
+                             f"{', '.join(header)}; map it with {how}")
     return found

@@ -56,11 +56,16 @@ def check_exists(spec: InputSpec) -> None:
 
 @dataclass(frozen=True)
 class InputSpec:
-    """One input file: its kind, path and a canonical -> actual column-name mapping."""
+    """One input file: its kind, path and a canonical -> actual column-name mapping.
+
+    ``mapped_by`` says how the user maps a column of this file, in errors (``{kind}``,
+    ``{canonical}`` and ``{actual}`` are filled in): a run's ``--column`` by default; an
+    evaluator reading its own file says how its config maps one."""
 
     kind: str
     path: Path
     columns: Mapping[str, str] = field(default_factory=dict, hash=False)
+    mapped_by: str = field(default="--column {kind}.{canonical}={actual}", hash=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in INPUT_KINDS:

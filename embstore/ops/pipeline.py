@@ -22,11 +22,12 @@
         promote: prod
 
 Keys of a step: ``set``; either ``producer`` (with ``inputs``, ``columns``,
-``config``, ``entity``) or ``compose`` (with ``weights``, ``normalize``); and
-``retriever``, ``retriever_config``, ``align_to``, ``evaluate``, ``gates``,
-``promote`` as on ``embstore run``. Unknown keys, producers, evaluators,
-config keys, missing input files and malformed gates are reported before
-anything is trained. Steps run in order; the first failure (a failed gate
+``config``, ``entity``, ``until``, ``valid_from``) or ``compose`` (with
+``weights``, ``normalize``); and ``retriever``, ``retriever_config``,
+``align_to``, ``evaluate``, ``gates``, ``promote`` as on ``embstore run``.
+Unknown keys, producers, evaluators, config keys, missing input files,
+missing evaluator files, compose sources that neither exist nor are built by
+an earlier step, and malformed gates are reported before anything is trained. Steps run in order; the first failure (a failed gate
 included) stops the pipeline with exit status 1 unless ``--keep-going``.
 Relative paths (inputs, and evaluator config fields that are paths) are
 relative to the pipeline file.
@@ -37,7 +38,7 @@ from __future__ import annotations
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import pydantic
 
@@ -68,6 +69,8 @@ class StepSpec(pydantic.BaseModel):
     evaluate: dict[str, dict[str, Any] | None] = pydantic.Field(default_factory=dict)
     gates: list[str] = pydantic.Field(default_factory=list)
     promote: str | None = None
+    until: str | int | None = None
+    valid_from: str | int | None = None
 
     @pydantic.model_validator(mode="after")
     def _one_source(self) -> "StepSpec":
@@ -102,7 +105,7 @@ class Step:
                                  evaluate=self.checks)
         return store.run(s.producer, s.set, self.inputs, s.config, promote=s.promote, entity=s.entity,
                          retriever=s.retriever, retriever_config=s.retriever_config, align_to=s.align_to,
-                         evaluate=self.checks)
+                         evaluate=self.checks, until=s.until, valid_from=s.valid_from)
 
 
 def _is_path_field(annotation: Any) -> bool:
@@ -111,19 +114,24 @@ def _is_path_field(annotation: Any) -> bool:
     return any(a is Path for a in typing.get_args(annotation))
 
 
-def _relative_to(base: Path, config_cls: type, values: dict[str, Any] | None) -> dict[str, Any]:
-    """Config values with relative path fields resolved against the pipeline file's directory."""
+def _relative_to(base: Path, config_cls: type, values: dict[str, Any] | None, what: str) -> dict[str, Any]:
+    """Config values with relative path fields resolved against the pipeline file's directory; a
+    path that does not exist is a ConfigError now, not after training."""
     out = dict(values or {})
     for key, field in getattr(config_cls, "model_fields", {}).items():
         if key in out and isinstance(out[key], str) and _is_path_field(field.annotation):
             path = Path(out[key]).expanduser()
             out[key] = str(path if path.is_absolute() else base / path)
+            if not Path(out[key]).exists():
+                raise ConfigError(f"{what} {key} {out[key]} does not exist")
     return out
 
 
-def load_pipeline(path: str | Path, catalogue: "PluginCatalogue") -> list[Step]:
+def load_pipeline(path: str | Path, catalogue: "PluginCatalogue",
+                  resolve: Callable[[str], Any] | None = None) -> list[Step]:
     """Read and validate a pipeline file completely against the plugins in ``catalogue``;
-    nothing is trained or stored."""
+    nothing is trained or stored. With ``resolve`` (a store's ``resolve``), each compose source
+    must name a version that exists, or a set an earlier step builds."""
     import yaml
 
     from embstore.config import parse_config
@@ -147,6 +155,7 @@ def load_pipeline(path: str | Path, catalogue: "PluginCatalogue") -> list[Step]:
         raise ConfigError(f"{path}: {where}: {err['msg']}{extra}") from None
     base = path.resolve().parent
     steps = []
+    built: set[str] = set()
     for n, s in enumerate(spec.sets, 1):
         where = f"{path}: step {n} ({s.set})"
         try:
@@ -155,8 +164,8 @@ def load_pipeline(path: str | Path, catalogue: "PluginCatalogue") -> list[Step]:
                 check_alias_name(s.promote)
             evaluate = {}
             for name, config in s.evaluate.items():
-                evaluate[name] = _relative_to(base, catalogue.evaluator(name).Config, config)
-            checks = Checks.prepare(evaluate, s.gates, catalogue)
+                evaluate[name] = _relative_to(base, catalogue.evaluator(name).Config, config, f"evaluator {name!r}")
+            checks = Checks.prepare(evaluate, s.gates, catalogue, columns=s.columns)
             inputs = None
             if s.producer is not None:
                 cls = catalogue.producer(s.producer)
@@ -173,12 +182,21 @@ def load_pipeline(path: str | Path, catalogue: "PluginCatalogue") -> list[Step]:
                 inputs.reject_unused(cls.requires | cls.accepts, s.producer)
             else:
                 for ref in s.compose or ():
-                    Ref.parse(ref)
+                    source = Ref.parse(ref)
+                    if resolve is not None and source.set not in built:
+                        try:
+                            resolve(source)
+                        except EmbstoreError as exc:
+                            raise ConfigError(f"compose source {ref}: {first_line(exc)}, and no earlier step "
+                                              f"builds set {source.set!r}") from None
             if s.retriever:
                 catalogue.retriever(s.retriever)
         except (ConfigError, PluginError, InputError) as exc:
             raise type(exc)(f"{where}: {exc}") from None
         steps.append(Step(s, checks, inputs))
+        built.add(s.set)
+        if s.producer is not None and catalogue.producer(s.producer).entities:  # several sets, one per role
+            built.update(f"{s.set}_{role}" for role in catalogue.producer(s.producer).entities)
     return steps
 
 
@@ -198,7 +216,7 @@ def run_pipeline(store: "EmbeddingStore", path: str | Path, *, keep_going: bool 
     """Validate the file, then run its steps in order; returns each step's outcome.
 
     Stops at the first failing step (later steps get no outcome) unless ``keep_going``."""
-    steps = load_pipeline(path, store.catalogue)
+    steps = load_pipeline(path, store.catalogue, store.resolve)
     outcomes = []
     for step in steps:
         try:

@@ -223,10 +223,14 @@ class Checks:
         return bool(self.evaluators or self.gates)
 
     @classmethod
-    def prepare(cls, evaluate: Any = None, gates: Any = None, catalogue: "PluginCatalogue | None" = None) -> "Checks":
+    def prepare(cls, evaluate: Any = None, gates: Any = None, catalogue: "PluginCatalogue | None" = None,
+                columns: Mapping[str, Mapping[str, str]] | None = None) -> "Checks":
         """From ``{name: config}``, ``["name:k=v,..."]`` or [(name, config)] and gate strings, with
         the evaluators looked up in ``catalogue``; unknown evaluators, bad configs and malformed
-        gates are one ConfigError/PluginError."""
+        gates are one ConfigError/PluginError. ``columns`` (input kind -> the run's column mapping)
+        is the default ``columns`` of evaluators that read a file of that kind. A gate on a bare
+        metric name needs an evaluator that can produce it: refused here, before any training,
+        when none is given (the version's own metrics are named by dotted path)."""
         if isinstance(gates, str):
             gates = [gates]
         parsed_gates = tuple(Gate.parse(g) for g in gates or ())
@@ -239,7 +243,18 @@ class Checks:
                 raise ConfigError("evaluators need the plugin catalogue to be looked up in")
             for name, config in items:
                 ecls = catalogue.evaluator(name)
+                config = dict(config or {})
+                inherited = (columns or {}).get(ecls.reads) if ecls.reads else None
+                if inherited and "columns" in ecls.Config.model_fields and "columns" not in config:
+                    config["columns"] = dict(inherited)
                 runs.append(EvaluatorRun(name, ecls, parse_config(ecls.Config, config, f"evaluator {name!r}")))
+        if not runs:
+            for gate in parsed_gates:
+                if "." not in gate.metric:
+                    raise ConfigError(
+                        f"gate {gate} needs metric {gate.metric!r}, and no evaluator is given to produce it: add "
+                        f"one, e.g. --evaluate hit_rate:path=heldout.csv,k=10 (a metric the version records "
+                        f"itself is named by its dotted path, e.g. alignment.residual_after)")
         return cls(tuple(runs), parsed_gates)
 
 

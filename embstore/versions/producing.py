@@ -99,10 +99,10 @@ class Producing:
         inputs = as_inputs(request.inputs)
         inputs.require(cls.requires, request.producer)
         inputs.reject_unused(cls.requires | cls.accepts, request.producer)
-        checks = Checks.prepare(request.evaluate, request.gates, plugins)
-        if cls.entities and checks:
+        if cls.entities and (request.evaluate or request.gates):
             raise ConfigError(f"producer {request.producer!r} publishes several sets in one space; "
                               "evaluate and gates are not supported for it yet")
+        checks = Checks.prepare(request.evaluate, request.gates, plugins, columns=inputs.column_maps())
         if request.until is not None:
             inputs = inputs.before(parse_time(request.until, "until"))
         valid_from = valid_from_for(inputs, request.valid_from)

@@ -49,6 +49,9 @@ class Neighbours:
         return {"query": self.query, "ids": self.ids, "scores": self.scores}
 
 
+EXPORT_FORMATS = {"parquet": (".parquet", ".pq"), "npz": (".npz",)}
+
+
 def unknown_ids(missing: list, asked: int, ref: str, what: str = "ids") -> UnknownIdsError:
     shown = ", ".join(repr(m) for m in missing[:10]) + (" ..." if len(missing) > 10 else "")
     return UnknownIdsError(f"{len(missing)} of {asked} {what} are not in {ref}: {shown}", missing)
@@ -144,18 +147,27 @@ class VersionReader:
         return queries
 
     def export(self, ref: str | Ref | VersionInfo, out: str | os.PathLike) -> Path:
-        """Write columns ``id`` and ``vector`` (list of float32) to a parquet file."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
+        """Write the version's ids and vectors to ``out``, in the format its name ends with:
+        ``.parquet`` (columns ``id`` and ``vector``, a list of float32) or ``.npz`` (arrays ``ids``
+        and ``vectors``). Any other name is refused before anything is read."""
+        out = Path(out)
+        kind = next((k for k, endings in EXPORT_FORMATS.items() if out.name.lower().endswith(endings)), None)
+        if kind is None:
+            raise ConfigError(f"cannot export to {out.name}: name it .parquet (columns id, vector) or .npz "
+                              "(arrays ids and vectors); a .npy holds one array and would lose the ids")
         loaded = self.load(ref)
         vec = np.asarray(loaded.vectors, dtype=np.float32)
-        flat = pa.array(vec.reshape(-1), type=pa.float32())
-        offsets = pa.array(np.arange(0, vec.size + 1, vec.shape[1], dtype=np.int32))
-        ids = pa.array(loaded.ids.tolist(), type=pa.int64() if loaded.ids.dtype.kind in "iu" else pa.string())
-        table = pa.table({"id": ids, "vector": pa.ListArray.from_arrays(offsets, flat)})
-        out = Path(out)
-        tmp = out.with_name(out.name + ".tmp")
-        pq.write_table(table, tmp)
+        tmp = out.with_name(f".{out.name}.tmp")
+        if kind == "npz":
+            with open(tmp, "wb") as fh:
+                np.savez(fh, ids=loaded.ids.astype(str) if loaded.ids.dtype == object else loaded.ids, vectors=vec)
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            flat = pa.array(vec.reshape(-1), type=pa.float32())
+            offsets = pa.array(np.arange(0, vec.size + 1, vec.shape[1], dtype=np.int32))
+            ids = pa.array(loaded.ids.tolist(), type=pa.int64() if loaded.ids.dtype.kind in "iu" else pa.string())
+            pq.write_table(pa.table({"id": ids, "vector": pa.ListArray.from_arrays(offsets, flat)}), tmp)
         os.replace(tmp, out)
         return out
