@@ -237,6 +237,16 @@ class EmbeddingStore:
         return self.joiner.join(rows, ref, column=column, timestamp_column=timestamp_column, on=on, as_of=as_of,
                                 live=live, wide=wide)
 
+    def history(self, rows: pd.DataFrame, events: pd.DataFrame, ref: str | Ref, *, last: int = 10,
+                user: str = "user_id", item: str = "item_id", timestamp_column: str = "event_timestamp",
+                events_timestamp: str = "timestamp", column: str | None = None, wide: bool = False) -> pd.DataFrame:
+        """Per training row, the mean vector of its user's ``last`` events strictly before the row's
+        time, from the version valid at that time (``ref`` a set: as-of per row); a user feature
+        that never sees the row's future (embstore.versions.joins)."""
+        return self.joiner.history(rows, events, ref, last=last, user=user, item=item,
+                                   timestamp_column=timestamp_column, events_timestamp=events_timestamp,
+                                   column=column, wide=wide)
+
     def online_vectors(self, ref: str | Ref, ids: Sequence[Any]) -> list:
         """Vectors as Feast's online store serves them (None for unknown ids)."""
         version = self.reader.resolve(ref)

@@ -14,7 +14,7 @@ import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -200,9 +200,12 @@ class FeatureRepo:
             self._apply(manifest, [f"entity:{entity}", f"view:{name}"])
         return name
 
-    def follow_aliases(self, set_name: str, aliases: dict[str, str]) -> None:
-        """Make the set's FeatureServices ``<set>__<alias>`` name exactly ``aliases`` (alias -> view)."""
+    def follow_aliases(self, set_name: str, current: Callable[[], dict[str, str]]) -> None:
+        """Make the set's FeatureServices ``<set>__<alias>`` name exactly ``current()`` (alias -> view),
+        read under the lock: of two processes moving aliases at once, the one that writes last has
+        read the registry last, so Feast ends where the registry is."""
         with self._apply_lock(), _reachable():
+            aliases = current()
             manifest = self.manifest()
             services = manifest["services"]
             wanted = {feature_service_name(set_name, a): {"set": set_name, "alias": a, "view": view}

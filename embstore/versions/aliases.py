@@ -45,9 +45,11 @@ class Aliases:
 
     def follow(self, set_name: str) -> None:
         """Point the set's FeatureServices at the versions its aliases name now."""
-        aliases = {a: v.feature_view for v in self.registry.versions(set_name) for a in v.aliases if v.feature_view}
+        def current() -> dict[str, str]:
+            return {a: v.feature_view for v in self.registry.versions(set_name) for a in v.aliases if v.feature_view}
+
         try:
-            self.feast.follow_aliases(set_name, aliases)
+            self.feast.follow_aliases(set_name, current)
         except EmbstoreError as exc:
             log.warning("the aliases of %s moved, but their Feast feature services did not follow (%s); "
                         "run `embstore check --repair` once Feast is reachable", set_name, first_line(exc))

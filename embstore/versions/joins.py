@@ -74,6 +74,28 @@ def as_of_versions(row_times: np.ndarray, versions: list["VersionInfo"]) -> np.n
     return live_versions(row_times, starts, numbers)
 
 
+def past_events(row_users: np.ndarray, row_times: np.ndarray, event_users: np.ndarray, event_times: np.ndarray,
+                last: int) -> np.ndarray:
+    """For each row, the positions (into the events) of its user's ``last`` events strictly before
+    the row's time, oldest first, -1 where there are fewer: shape (rows, last)."""
+    order = np.lexsort((event_times, pd.factorize(event_users)[0]))
+    events = pd.DataFrame({"user": event_users[order], "t": event_times[order], "pos": order})
+    events["rank"] = events.groupby("user", sort=False).cumcount()
+    probe = pd.DataFrame({"user": row_users, "t": row_times, "row": np.arange(len(row_users))}).sort_values("t", kind="stable")
+    found = pd.merge_asof(probe, events.sort_values("t", kind="stable")[["user", "t", "rank"]].assign(at=lambda f: f.index),
+                          on="t", by="user", allow_exact_matches=False, direction="backward")
+    found = found.sort_values("row")
+    newest = found["at"].to_numpy(dtype=np.float64)  # index into the (user, time)-sorted events, NaN: none yet
+    rank = found["rank"].to_numpy(dtype=np.float64)
+    window = np.full((len(row_users), last), -1, dtype=np.int64)
+    known = ~np.isnan(newest)
+    for j in range(last):  # column j: the (last-1-j)-th event before the newest one
+        back = last - 1 - j
+        ok = known & (rank >= back)
+        window[ok, j] = events["pos"].to_numpy()[(newest[ok] - back).astype(np.int64)]
+    return window
+
+
 def ns(when) -> int:
     return int(pd.Timestamp(when).as_unit("ns").value)
 
@@ -124,6 +146,74 @@ class Joiner:
         for number, v in versions.items():  # from each version's valid-from on, as a pinned join
             served[(served == number) & (times < ns(v.valid_from))] = -1
         return self.gathered(rows, keys, served, versions, column or f"{ref.set}_embedding", wide, version_column=True)
+
+    def history(self, rows: pd.DataFrame, events: pd.DataFrame, ref, *, last: int = 10, user: str = "user_id",
+                item: str = "item_id", timestamp_column: str = "event_timestamp", events_timestamp: str = "timestamp",
+                column: str | None = None, wide: bool = False) -> pd.DataFrame:
+        """``rows`` with, for each row, the mean vector of its user's ``last`` events strictly before
+        the row's time: a user feature a ranking model can train on without seeing its future.
+
+        ``events`` holds the users' histories (``user``, ``item`` and ``events_timestamp``
+        columns); ``rows`` the training rows (``user`` and ``timestamp_column``). The items'
+        vectors come from the version valid at the row's time: ``ref`` a set name picks it per row
+        as an as-of join does (named in ``<column>_version``), a pinned ref uses that version from
+        its valid-from on. Items the version lacks are left out of the mean; a row with none of
+        its user's items gets None. Default column: ``<set>_history``."""
+        if last < 1:
+            raise ConfigError(f"last={last!r}: average at least one past event")
+        parsed = ref if isinstance(ref, Ref) else Ref.parse(ref.ref if isinstance(ref, VersionInfo) else str(ref))
+        as_of = parsed.version is None and parsed.alias is None
+        for frame, needed, what in ((rows, (user, timestamp_column), "rows"), (events, (user, item, events_timestamp), "events")):
+            missing = [c for c in needed if c not in frame.columns]
+            if missing:
+                raise InputError(f"history needs {what} columns {list(needed)}; {what} lack {missing} "
+                                 f"(have {list(frame.columns)})")
+        row_times = times_of(rows[timestamp_column].reset_index(drop=True), f"rows column {timestamp_column!r}").asi8
+        if as_of:
+            versions = {v.number: v for v in self.registry.versions(parsed.set) if v.status == "published"}
+            if not versions:
+                raise NotFoundError(f"set {parsed.set!r} has no published version yet")
+            served = as_of_versions(row_times, list(versions.values()))
+        else:
+            version = self.reader.resolve(parsed)
+            versions = {version.number: version}
+            served = np.where(row_times >= ns(version.valid_from), version.number, -1)
+        window = past_events(rows[user].to_numpy(), row_times, events[user].to_numpy(),
+                             times_of(events[events_timestamp].reset_index(drop=True),
+                                      f"events column {events_timestamp!r}").asi8, last)
+        event_items = events[item].reset_index(drop=True)
+        column = column or f"{parsed.set}_history"
+        dim = {v.dim for v in versions.values()}
+        if wide and len(dim) > 1:
+            raise ConfigError(f"the versions joined have dimensions {sorted(dim)}; wide columns need one dimension")
+        out = np.full((len(rows), max(dim)), np.nan, dtype=np.float32) if wide else np.full(len(rows), None, dtype=object)
+        for number in np.unique(served[served >= 0]).tolist():
+            at = np.flatnonzero(served == number)
+            picked = window[at]  # (rows, last) positions into events, -1 where the user has fewer events
+            item_rows = np.full(picked.shape, -1, dtype=np.int64)
+            have = picked >= 0
+            item_rows[have] = self.rows_of(versions[number], event_items.iloc[picked[have]])
+            vectors = self.reader.load(versions[number]).vectors
+            counts = (item_rows >= 0).sum(axis=1)
+            sums = np.zeros((len(at), versions[number].dim), dtype=np.float64)
+            for j in range(picked.shape[1]):
+                ok = item_rows[:, j] >= 0
+                sums[ok] += vectors[item_rows[ok, j]]
+            means = (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
+            filled = counts > 0
+            if wide:
+                out[at[filled]] = means[filled]
+            else:
+                out[at[filled]] = list(means[filled])
+        result = rows.copy()
+        if wide:
+            extra = pd.DataFrame(out, index=rows.index, columns=[f"{column}_{j}" for j in range(out.shape[1])])
+            result = pd.concat([result.drop(columns=[c for c in extra.columns if c in result.columns]), extra], axis=1)
+        else:
+            result[column] = out
+        if as_of:
+            result[f"{column}_version"] = pd.array([None if v < 0 else int(v) for v in served.tolist()], dtype="Int64")
+        return result
 
     @staticmethod
     def keys_and_times(rows: pd.DataFrame, key: str, timestamp_column: str) -> tuple[np.ndarray, pd.Series]:
