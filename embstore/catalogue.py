@@ -1,4 +1,4 @@
-"""The plugin catalogue: what the loaded plugins provide (producers, retrievers, evaluators), by name.
+"""The plugin catalogue: what the loaded plugins provide (producers, retrievers, evaluators, engines), by name.
 
 Plugins come from the ``embstore`` entry-point group, plus modules named in
 ``EMBSTORE_PLUGINS`` (comma-separated import paths) and in a home's ``plugins:``
@@ -20,6 +20,7 @@ import pluggy
 
 from embstore import hookspecs
 from embstore.errors import PluginError
+from embstore.engine import Engine
 from embstore.evaluator import Evaluator
 from embstore.producer import Producer
 from embstore.retriever import Retriever
@@ -42,6 +43,7 @@ class PluginInfo:
     producers: list[str] = field(default_factory=list)
     retrievers: list[str] = field(default_factory=list)
     evaluators: list[str] = field(default_factory=list)
+    engines: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -53,6 +55,7 @@ class PluginInfo:
             "producers": self.producers,
             "retrievers": self.retrievers,
             "evaluators": self.evaluators,
+            "engines": self.engines,
         }
 
 
@@ -66,6 +69,7 @@ class PluginCatalogue:
         self.producers: dict[str, type[Producer]] = {}
         self.retrievers: dict[str, type[Retriever]] = {}
         self.evaluators: dict[str, type[Evaluator]] = {}
+        self.engines: dict[str, type[Engine]] = {}
         self._owner: dict[tuple[str, str], PluginInfo] = {}
         self._load_entry_points()
         for module_path in env_modules():
@@ -130,6 +134,7 @@ class PluginCatalogue:
                 ("register_producers", Producer, self.producers, info.producers),
                 ("register_retrievers", Retriever, self.retrievers, info.retrievers),
                 ("register_evaluators", Evaluator, self.evaluators, info.evaluators),
+                ("register_engines", Engine, self.engines, info.engines),
             ):
                 if hook_name not in caller_names:
                     continue
@@ -175,6 +180,13 @@ class PluginCatalogue:
         except KeyError:
             known = ", ".join(sorted(self.retrievers)) or "none"
             raise PluginError(f"unknown retriever {name!r} (installed: {known})") from None
+
+    def engine(self, name: str) -> type[Engine]:
+        try:
+            return self.engines[name]
+        except KeyError:
+            known = ", ".join(sorted(self.engines)) or "none"
+            raise PluginError(f"unknown engine {name!r} (installed: {known})") from None
 
     def evaluator(self, name: str) -> type[Evaluator]:
         try:

@@ -26,6 +26,14 @@ def register_retrievers(register: Callable[[type], None]) -> None:
 
 
 @hookspec
+def register_engines(register: Callable[[type], None]) -> None:
+    """Register Engine subclasses (embstore.engine): ``register(MyEngine)`` for each.
+
+    An engine reads a run's inputs and trains its producer, in this process (``local``) or on
+    a cluster (``spark``); every version still goes through the store's publication."""
+
+
+@hookspec
 def register_evaluators(register: Callable[[type], None]) -> None:
     """Register Evaluator subclasses (embstore.evaluator): ``register(MyEvaluator)`` for each.
 

@@ -49,6 +49,12 @@ class StoreSettings(PluginConfig):
     plugins: list[str] = pydantic.Field(
         default_factory=list, description="extra plugin modules to load by import path (development)"
     )
+    engine: str = pydantic.Field(
+        "local", min_length=1, description="engine plugin that reads inputs and trains: local (this process) or spark"
+    )
+    engine_config: dict[str, Any] = pydantic.Field(
+        default_factory=dict, description="the engine's config, e.g. {master: 'spark://host:7077', conf: {...}}"
+    )
 
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True, validate_default=True, populate_by_name=True)
 

@@ -34,7 +34,7 @@ from embstore.versions import composite, drift, feast_state
 from embstore.versions.aliases import Aliases
 from embstore.versions.gates import Checks, Gatekeeper
 from embstore.versions.joins import Joiner
-from embstore.versions.producing import Producing, RunRequest
+from embstore.versions.producing import Engines, Producing, RunRequest
 from embstore.versions.publishing import Provenance, Publisher, PublishRequest
 from embstore.versions.reader import Neighbours, VersionReader, Vectors
 
@@ -60,7 +60,8 @@ class EmbeddingStore:
         self.publisher = Publisher(self.registry, self.feast, plugins, self.reader, self.aliases, self.gates,
                                    self.home / "sets", retriever=self.settings.retriever,
                                    retriever_config=self.settings.retriever_config, progress=self.progress)
-        self.producing = Producing(plugins, self.reader, self.publisher, self.aliases, self.progress)
+        self.engines = Engines(plugins, self.settings.engine, self.settings.engine_config, self.home)
+        self.producing = Producing(plugins, self.reader, self.publisher, self.aliases, self.engines, self.progress)
         self.joiner = Joiner(self.reader, self.registry)
         self.registry.reap_dead_builders()
         if registry_moved or not (repo / MANIFEST).exists() and self.registry.set_names():
@@ -79,6 +80,7 @@ class EmbeddingStore:
         return cls(path, progress=progress)
 
     def close(self) -> None:
+        self.engines.close()
         self.registry.close()
 
     @property
@@ -93,7 +95,7 @@ class EmbeddingStore:
             entity: str | None = None, retriever: str | None = None,
             retriever_config: Mapping[str, Any] | None = None, align_to: str | None = None,
             evaluate: Any = None, gates: Any = None, until: Any = None,
-            valid_from: Any = None) -> VersionInfo | list[VersionInfo]:
+            valid_from: Any = None, engine: str | None = None) -> VersionInfo | list[VersionInfo]:
         """Train ``producer`` on ``inputs`` and publish the result as the next version of ``set_name``
         (or of ``<set_name>_<role>`` for each role of a multi-entity producer, returned as a list).
 
@@ -102,12 +104,13 @@ class EmbeddingStore:
         and makes the version valid from it; by default a version is valid from its newest input
         timestamp (the end of its training data), or from its build time when no input has times.
         ``valid_from`` sets it explicitly and is refused when earlier than the newest input row.
+        ``engine`` names the engine plugin for this run (default: the home's ``engine:``, local).
         ``align_to``, ``evaluate`` and ``gates``: see ``publish``.
         """
         return self.producing.run(RunRequest(
             producer, set_name, inputs, config, promote=promote, entity=entity, retriever=retriever,
             retriever_config=dict(retriever_config or {}), align_to=align_to, evaluate=evaluate, gates=gates,
-            until=until, valid_from=valid_from))
+            until=until, valid_from=valid_from, engine=engine))
 
     def publish(self, set_name: str, embeddings: Embeddings, *, producer: str = "external",
                 plugin: str = "external", plugin_version: str = "unknown", config: Mapping[str, Any] | None = None,

@@ -123,6 +123,28 @@ def iter_walk_chunks(
     _log_rate(n_walks, tokens, time.perf_counter() - t0)
 
 
+def walk_count(graph: Graph, config: WalkConfig | Mapping[str, Any] | None = None) -> int:
+    """How many walks a run makes (n_nodes × walks_per_node): walk indices are 0..count-1."""
+    return graph.n_nodes * _config(config).walks_per_node
+
+
+def walk_range(graph: Graph, config: WalkConfig | Mapping[str, Any] | None, start: int, stop: int) -> Sequences:
+    """Walks ``start``..``stop``-1 of a run, exactly as :func:`random_walks` makes them: walk i depends
+    only on the seed and i, so any split of the indices (threads, chunks, a cluster's tasks) gives the
+    same walks."""
+    plan = _Plan(graph, _config(config))
+    if not 0 <= start <= stop <= plan.n_walks:
+        raise InputError(f"walk range {start}..{stop} is outside 0..{plan.n_walks}")
+    length = plan.cfg.walk_length
+    buf = np.empty((stop - start) * length, dtype=np.int32)
+    lengths = np.empty(stop - start, dtype=np.int64)
+    plan.walk(start, stop, buf, lengths)
+    used = _K.compact(buf, 0, 0, lengths, length)
+    offsets = np.zeros(stop - start + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return Sequences(vocab=graph.ids, codes=buf[:used].copy() if used < buf.shape[0] else buf, offsets=offsets)
+
+
 # ---------------------------------------------------------------------- planning
 
 

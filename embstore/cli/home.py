@@ -103,6 +103,7 @@ def plugins(state: State, as_json: bool) -> None:
         provides = [f"producer:{n}" + (" (infer)" if n in p["infer"] else "") for n in p["producers"]]
         provides += [f"retriever:{n}" for n in p["retrievers"]]
         provides += [f"evaluator:{n}" for n in p.get("evaluators", [])]
+        provides += [f"engine:{n}" for n in p.get("engines", [])]
         click.echo(f"{p['name']:<16} {p['version']:<10} {', '.join(provides) or '-':<40} hooks: {', '.join(p['hooks'])}  [{p['source']}: {p['module']}]")
 
 

@@ -24,13 +24,14 @@ and ``loaded`` (the ``Inputs`` of one run).
 """
 
 from embstore.inputs.columns import split_multi
-from embstore.inputs.loaded import Inputs
+from embstore.inputs.loaded import InputKinds, Inputs
 from embstore.inputs.sparse import save_sparse_features
 from embstore.inputs.specs import INPUT_KINDS, InputSpec, parse_column_arg, parse_input_arg, specs_from_args
 
 __all__ = [
     "INPUT_KINDS",
     "InputSpec",
+    "InputKinds",
     "Inputs",
     "parse_column_arg",
     "parse_input_arg",

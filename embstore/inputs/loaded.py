@@ -33,13 +33,11 @@ from embstore.inputs.specs import InputSpec, check_exists, file_format
 from embstore.sequences import Sequences
 
 
-class Inputs:
-    """The input files of one run, loaded lazily and validated once per kind.
+class InputKinds:
+    """The kinds of input a run was given, one spec each, and the checks a producer's needs make of
+    them before any file is read: shared by every engine's inputs (local files, Spark datasets)."""
 
-    ``until`` (a UTC ``pd.Timestamp``) keeps only interactions dated before it: a version
-    trained on them uses no data from ``until`` on (``embstore run --until``)."""
-
-    def __init__(self, specs: Iterable[InputSpec], until: pd.Timestamp | None = None):
+    def __init__(self, specs: Iterable[InputSpec]):
         self._specs: dict[str, InputSpec] = {}
         for spec in specs:
             if spec.kind in self._specs:
@@ -47,29 +45,14 @@ class Inputs:
                     f"input {spec.kind!r} given twice ({self._specs[spec.kind].display} and "
                     f"{spec.display}); pass one file per kind"
                 )
-            check_exists(spec)
             self._specs[spec.kind] = spec
-        self.until = until
-        self._cache: dict[object, object] = {}
-
-    def column_maps(self) -> dict[str, dict[str, str]]:
-        """Each kind's canonical -> actual column mapping, as given (--column)."""
-        return {kind: dict(spec.columns) for kind, spec in self._specs.items()}
-
-    def before(self, until: pd.Timestamp) -> "Inputs":
-        """The same files, with only the interactions dated before ``until``."""
-        return Inputs(self._specs.values(), until=until)
-
-    def newest_time(self) -> pd.Timestamp | None:
-        """The newest timestamp of the timestamped inputs (interactions, after ``until``), or None
-        when no input carries times: the end of what a version trained on them has seen."""
-        if "interactions" not in self._specs:
-            return None
-        return self.interactions()["timestamp"].max()
 
     @property
     def kinds(self) -> frozenset[str]:
         return frozenset(self._specs)
+
+    def specs(self) -> list[InputSpec]:
+        return list(self._specs.values())
 
     def spec(self, kind: str) -> InputSpec:
         """The spec of ``kind``; an error telling how to pass it if it was not given."""
@@ -95,6 +78,35 @@ class Inputs:
                 f"producer {producer!r} does not use input(s) {', '.join(repr(k) for k in extra)} "
                 f"(it uses: {uses}); remove " + " ".join(f"--input {k}=..." for k in extra)
             )
+
+    def column_maps(self) -> dict[str, dict[str, str]]:
+        """Each kind's canonical -> actual column mapping, as given (--column)."""
+        return {kind: dict(spec.columns) for kind, spec in self._specs.items()}
+
+
+class Inputs(InputKinds):
+    """The input files of one run, loaded lazily and validated once per kind.
+
+    ``until`` (a UTC ``pd.Timestamp``) keeps only interactions dated before it: a version
+    trained on them uses no data from ``until`` on (``embstore run --until``)."""
+
+    def __init__(self, specs: Iterable[InputSpec], until: pd.Timestamp | None = None):
+        super().__init__(specs)
+        for spec in self._specs.values():
+            check_exists(spec)
+        self.until = until
+        self._cache: dict[object, object] = {}
+
+    def before(self, until: pd.Timestamp) -> "Inputs":
+        """The same files, with only the interactions dated before ``until``."""
+        return Inputs(self._specs.values(), until=until)
+
+    def newest_time(self) -> pd.Timestamp | None:
+        """The newest timestamp of the timestamped inputs (interactions, after ``until``), or None
+        when no input carries times: the end of what a version trained on them has seen."""
+        if "interactions" not in self._specs:
+            return None
+        return self.interactions()["timestamp"].max()
 
     def _cached(self, key: object, build):
         if key not in self._cache:

@@ -7,10 +7,9 @@ entities a version never saw (cold start) with the model saved beside it.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,6 +27,7 @@ from embstore.versions.publishing import Provenance, PublishRequest
 
 if TYPE_CHECKING:
     from embstore.catalogue import PluginCatalogue
+    from embstore.engine import Engine, RunInputs, VersionWriters
     from embstore.producer import Producer
     from embstore.versions.aliases import Aliases
     from embstore.versions.publishing import Publisher
@@ -38,7 +38,45 @@ def as_inputs(inputs: Mapping[str, Any] | Inputs) -> Inputs:
     """An ``Inputs`` from kind → path (or InputSpec), or the Inputs given."""
     if isinstance(inputs, Inputs):
         return inputs
-    return Inputs([v if isinstance(v, InputSpec) else InputSpec(k, Path(v)) for k, v in dict(inputs).items()])
+    return Inputs(input_specs(inputs))
+
+
+def input_specs(inputs: Mapping[str, Any] | Inputs | Sequence[InputSpec]) -> list[InputSpec]:
+    """The InputSpecs of kind → path (or InputSpec), of an Inputs, or the specs given."""
+    if isinstance(inputs, Inputs):
+        return inputs.specs()
+    if isinstance(inputs, Mapping):
+        return [v if isinstance(v, InputSpec) else InputSpec(k, Path(v)) for k, v in inputs.items()]
+    return list(inputs)
+
+
+def engine_inputs(engine: "Engine", inputs: Mapping[str, Any] | Inputs | Sequence[InputSpec]) -> "RunInputs":
+    """The run's inputs as ``engine`` opens them (an Inputs given to the local engine is used as is)."""
+    if isinstance(inputs, Inputs) and engine.name == "local":
+        return inputs
+    return engine.inputs(input_specs(inputs))
+
+
+class Engines:
+    """The engines runs use, opened once per store: the home's (``engine:`` with ``engine_config:``)
+    unless a run names another."""
+
+    def __init__(self, plugins: Callable[[], "PluginCatalogue"], default: str, config: Mapping[str, Any], home: Path):
+        self.plugins, self.default, self.default_config, self.home = plugins, default, dict(config), home
+        self.open: dict[str, "Engine"] = {}
+
+    def get(self, name: str | None = None) -> "Engine":
+        name = name or self.default
+        if name not in self.open:
+            cls = self.plugins().engine(name)
+            values = self.default_config if name == self.default else {}
+            self.open[name] = cls(parse_config(cls.Config, values, f"engine {name!r}"), self.home)
+        return self.open[name]
+
+    def close(self) -> None:
+        for engine in self.open.values():
+            engine.close()
+        self.open.clear()
 
 
 def valid_from_for(inputs: Inputs, explicit: Any = None) -> pd.Timestamp | None:
@@ -75,15 +113,16 @@ class RunRequest:
     gates: Any = None
     until: Any = None  # train only on interactions before this time; the version is valid from it
     valid_from: Any = None  # explicit valid-from; refused when earlier than the newest input row
+    engine: str | None = None  # engine plugin for this run (default: the home's)
 
 
 class Producing:
     """Runs producers and publishes their results; embeds unseen entities with saved models."""
 
     def __init__(self, plugins: Callable[[], "PluginCatalogue"], reader: "VersionReader", publisher: "Publisher",
-                 aliases: "Aliases", progress: bool):
+                 aliases: "Aliases", engines: "Engines", progress: bool):
         self.plugins, self.reader, self.publisher, self.aliases = plugins, reader, publisher, aliases
-        self.progress = progress
+        self.engines, self.progress = engines, progress
 
     def run(self, request: RunRequest) -> VersionInfo | list[VersionInfo]:
         """Everything that can be refused is refused before training: names, config, retriever,
@@ -96,7 +135,8 @@ class Producing:
         cfg = parse_config(cls.Config, request.config, f"producer {request.producer!r}")
         rcls, rcfg = self.publisher.retriever_for(request.retriever,
                                                   {**cls.retriever_defaults, **dict(request.retriever_config)})
-        inputs = as_inputs(request.inputs)
+        engine = self.engines.get(request.engine)
+        inputs = engine_inputs(engine, request.inputs)
         inputs.require(cls.requires, request.producer)
         inputs.reject_unused(cls.requires | cls.accepts, request.producer)
         if cls.entities and (request.evaluate or request.gates):
@@ -107,24 +147,22 @@ class Producing:
             inputs = inputs.before(parse_time(request.until, "until"))
         valid_from = valid_from_for(inputs, request.valid_from)
         fingerprint = inputs.fingerprint()
-        result = self.fit(cls, inputs, cfg)
+        result = engine.fit(cls, inputs, cfg, self.progress)
         info = plugins.owner("producer", request.producer)
         provenance = Provenance(request.producer, info.name, info.version, cfg.model_dump(mode="json"), fingerprint)
+        writers = engine.writers()
         if cls.entities:
-            return self.publish_roles(request, cls, result, provenance, rcls.name, rcfg, valid_from)
+            return self.publish_roles(request, cls, result, provenance, rcls.name, rcfg, valid_from, writers)
         if not isinstance(result, Embeddings):
             raise EmbeddingsError(f"producer {request.producer!r} returned {type(result).__name__}, not Embeddings")
         return self.publisher.publish(PublishRequest(
             request.set_name, result, provenance, entity=request.entity or cls.entity, promote=request.promote,
             retriever=rcls.name, retriever_config=rcfg, align_to=request.align_to, checks=checks,
-            valid_from=valid_from))
-
-    def fit(self, cls: type["Producer"], inputs: Inputs, cfg: Any) -> Any:
-        accepts_progress = "progress" in inspect.signature(cls.fit).parameters
-        return cls().fit(inputs, cfg, **({"progress": self.progress} if accepts_progress else {}))
+            valid_from=valid_from, writers=writers))
 
     def publish_roles(self, request: RunRequest, cls: type["Producer"], result: Any, provenance: Provenance,
-                      retriever: str, retriever_config: Any, valid_from: pd.Timestamp | None) -> list[VersionInfo]:
+                      retriever: str, retriever_config: Any, valid_from: pd.Timestamp | None,
+                      writers: "VersionWriters | None") -> list[VersionInfo]:
         """Publish one set per role, then move all their aliases in one transaction. ``align_to``
         rotates all the roles' sets with one rotation (embstore.versions.alignment.align_roles)."""
         roles = cls.entities
@@ -144,7 +182,7 @@ class Producing:
         published = [
             self.publisher.publish(PublishRequest(name, aligned[name][0], provenance, entity=roles[role],
                                                   retriever=retriever, retriever_config=retriever_config,
-                                                  align_to=aligned[name][1], valid_from=valid_from))
+                                                  align_to=aligned[name][1], valid_from=valid_from, writers=writers))
             for role, name in zip(roles, sets)
         ]
         if request.promote:

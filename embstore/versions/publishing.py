@@ -86,6 +86,7 @@ class PublishRequest:
     align_to: str | PreAligned | None = None
     checks: Checks = Checks()
     valid_from: datetime | None = None  # training rows from this time on may use the vectors; None: build time
+    writers: Any = None  # an engine's VersionWriters for the offline data and online rows; None: the store's
 
 
 class Publisher:

@@ -1,0 +1,110 @@
+"""The spark engine: inputs read and producers trained on a Spark cluster (``pip install embstore[spark]``).
+
+    embstore init --engine spark --spark-master spark://head:7077 --postgres URL --redis URL
+    embstore run item2vec --set items --input interactions=s3a://lake/events/ ...   # or --engine spark per run
+
+What runs where:
+
+- inputs are read by Spark: parquet datasets (directories, globs, hive-style partitions)
+  or CSV files, typed by the local engine's rules (embstore_plugins.spark.inputs);
+- item2vec trains on Spark ML's Word2Vec over Spark-built per-user sequences; DeepWalk
+  and node2vec walk on the executors (embstore's walk engine over a broadcast graph)
+  and train the same Word2Vec (embstore_plugins.spark.training: its limits);
+- every other producer runs on the driver from inputs Spark read, typed and wrote to
+  local files (say so in the log: it needs one machine for its training);
+- the version's offline rows are written by Spark as a partitioned parquet dataset and
+  registered in Feast through Feast's Spark offline store (historical joins run on
+  Spark); its online rows are written by the executors, straight into the team
+  backend's Redis (SQLite cannot take writers on other hosts: refused);
+- the FAISS index is built on the driver from the collected vectors.
+
+pyspark is imported only when the engine is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from pydantic import Field
+
+from embstore.config import PluginConfig
+from embstore.engine import Engine
+from embstore.errors import ConfigError
+from embstore.hookspecs import hookimpl
+
+log = logging.getLogger(__name__)
+
+SPARK_PRODUCERS = ("item2vec", "deepwalk", "node2vec")
+
+
+class SparkConfig(PluginConfig):
+    master: str = Field("local[2]", min_length=1, description="Spark master URL: local[N], spark://host:7077, yarn, k8s://...")
+    app_name: str = Field("embstore", min_length=1, description="Spark application name")
+    conf: dict[str, str] = Field(default_factory=dict, description="extra Spark conf, e.g. {spark.executor.memory: 8g}")
+    partitions: int = Field(1, ge=1, description="Word2Vec partitions: more train faster, fewer train better (Spark averages "
+                                                 "the partitions' models)")
+    online_rows_per_task: int = Field(50_000, ge=1_000, description="online rows each executor task writes per Redis pipeline batch")
+
+
+class SparkEngine(Engine):
+    name = "spark"
+    Config = SparkConfig
+
+    def __init__(self, config: SparkConfig, home: Path):
+        super().__init__(config, home)
+        self._session = None
+
+    @property
+    def session(self):
+        if self._session is None:
+            try:
+                from pyspark.sql import SparkSession
+            except ImportError:
+                raise ConfigError("the spark engine needs pyspark: pip install 'embstore[spark]'") from None
+            builder = (SparkSession.builder.master(self.config.master).appName(self.config.app_name)
+                       .config("spark.sql.session.timeZone", "UTC").config("spark.ui.showConsoleProgress", "false"))
+            for key, value in self.spark_conf().items():
+                builder = builder.config(key, value)
+            self._session = builder.getOrCreate()
+            self._session.sparkContext.setLogLevel("WARN")
+        return self._session
+
+    def spark_conf(self) -> dict[str, str]:
+        return {"spark.ui.enabled": "false", **self.config.conf}
+
+    def inputs(self, specs: Sequence[Any]):
+        from embstore_plugins.spark.inputs import SparkInputs
+
+        return SparkInputs(self.session, specs)
+
+    def fit(self, producer, inputs, config, progress: bool) -> Any:
+        from embstore_plugins.spark import training
+
+        if producer.name == "item2vec":
+            return training.item2vec(inputs, config, self.config.partitions)
+        if producer.name in ("deepwalk", "node2vec"):
+            return training.random_walk_producer(inputs, config, self.config.partitions, producer.name)
+        log.warning("producer %s has no Spark implementation: its inputs are read by Spark and it trains on the "
+                    "driver, on one machine", producer.name)
+        from embstore_plugins.local_engine import LocalEngine
+
+        with tempfile.TemporaryDirectory(prefix="embstore-driver-") as tmp:
+            local = inputs.to_local(inputs.kinds, Path(tmp))
+            return LocalEngine(self.config, self.home).fit(producer, local, config, progress)
+
+    def feast_offline_store(self) -> dict[str, Any]:
+        return {"type": "spark", "spark_conf": {"spark.master": self.config.master, "spark.sql.session.timeZone": "UTC",
+                                                **self.spark_conf()}}
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.stop()
+            self._session = None
+
+
+@hookimpl
+def register_engines(register) -> None:
+    register(SparkEngine)
