@@ -51,16 +51,37 @@ def _fsync_dir(path: Path) -> None:
 def write_vectors(directory: Path, emb: Embeddings) -> dict[str, str]:
     """ids.parquet and vectors.npy; returns their checksums by relative path."""
     directory.mkdir(parents=True, exist_ok=True)
-    ids_table = pa.table({"id": pa.array(emb.ids.tolist(), type=pa.int64() if emb.ids.dtype.kind in "iu" else pa.string())})
+    ids_table = pa.table({"id": pa.array(emb.ids, type=pa.int64() if emb.ids.dtype.kind in "iu" else pa.string())})
     pq.write_table(ids_table, directory / IDS)
     np.save(directory / VECTORS, emb.vectors)
     _fsync_dir(directory)
     return {IDS: sha256_file(directory / IDS), VECTORS: sha256_file(directory / VECTORS)}
 
 
+MAX_LIST_VALUES = 2**31 - 1  # an Arrow list array's int32 offsets address at most this many values per chunk
+
+
+def list_column(values: np.ndarray) -> pd.Series:
+    """A 2-D array's rows as an Arrow-backed list column over the array's own memory: no Python
+    object per row (an Arrow ListArray of constant-step offsets; chunks of at most MAX_LIST_VALUES)."""
+    values = np.ascontiguousarray(values)
+    n, width = values.shape
+    flat = values.reshape(-1)
+    per_chunk = max(1, MAX_LIST_VALUES // max(width, 1))
+    chunks = []
+    for start in range(0, n, per_chunk):
+        rows = min(per_chunk, n - start)
+        offsets = pa.array((np.arange(rows + 1, dtype=np.int64) * width).astype(np.int32))
+        chunks.append(pa.ListArray.from_arrays(offsets, pa.array(flat[start * width:(start + rows) * width])))
+    return pd.Series(pd.arrays.ArrowExtensionArray(pa.chunked_array(chunks, type=pa.list_(pa.from_numpy_dtype(values.dtype)))))
+
+
 def offline_frame(emb: Embeddings, entity: str, valid_from: datetime) -> pd.DataFrame:
     """The rows Feast serves: one per id, all stamped with the version's valid-from time (event and
-    created time alike, so Feast's point-in-time join gives them to rows from that time on)."""
+    created time alike, so Feast's point-in-time join gives them to rows from that time on).
+
+    ``embedding`` and the 2-D extras are Arrow-backed list columns over the arrays' memory
+    (``list_column``); memory beyond the vectors: the id, time and row columns (8 bytes each per row)."""
     ts = pd.Timestamp(valid_from).tz_convert("UTC") if pd.Timestamp(valid_from).tzinfo else pd.Timestamp(valid_from, tz="UTC")
     frame = pd.DataFrame(
         {
@@ -68,21 +89,32 @@ def offline_frame(emb: Embeddings, entity: str, valid_from: datetime) -> pd.Data
             "event_timestamp": ts,
             "created_timestamp": ts,
             "row": np.arange(len(emb), dtype=np.int64),
-            "embedding": list(emb.vectors),
+            "embedding": list_column(emb.vectors),
         }
     )
     for name, arr in emb.extras.items():
-        frame[name] = list(arr) if arr.ndim > 1 else arr
+        frame[name] = list_column(arr) if arr.ndim > 1 else arr
     return frame
 
 
+def _offline_schema(frame: pd.DataFrame) -> pa.Schema:
+    """The offline file's schema, pandas metadata included, as embstore has always written it: from
+    a frame whose list cells are numpy arrays, with ``embedding`` as list<float32> (made here from
+    the first row, so the Arrow-backed columns of ``offline_frame`` write the very same file)."""
+    head = frame.iloc[:1]
+    head = head.astype({c: object for c, t in head.dtypes.items() if isinstance(t, pd.ArrowDtype)})
+    schema = pa.Schema.from_pandas(head, preserve_index=False)
+    at = schema.get_field_index("embedding")
+    return schema.set(at, pa.field("embedding", pa.list_(pa.float32())))
+
+
 def write_offline(directory: Path, frame: pd.DataFrame) -> dict[str, str]:
+    """Feast's offline source file of the version (columns as ``offline_frame`` makes them, or with
+    numpy arrays as list cells): the Arrow columns are written as they are."""
     directory.mkdir(parents=True, exist_ok=True)
-    embedding_type = pa.list_(pa.float32())
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    table = table.set_column(table.schema.get_field_index("embedding"), "embedding",
-                             pa.array(frame["embedding"].tolist(), type=embedding_type))
-    pq.write_table(table, directory / OFFLINE)
+    schema = _offline_schema(frame)
+    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+    pq.write_table(table.replace_schema_metadata(schema.metadata), directory / OFFLINE)
     return {OFFLINE: sha256_file(directory / OFFLINE)}
 
 
