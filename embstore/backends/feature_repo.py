@@ -242,15 +242,38 @@ class FeatureRepo:
         return existing
 
     def write_online(self, name: str, frame: pd.DataFrame, progress=None) -> None:
-        """Chunked writes (faster and leaner than materialize for whole-table loads)."""
+        """Write ``frame`` (a version's offline rows) into the view's online rows: in bulk, exactly as
+        Feast would (embstore.backends.online_rows: one transaction on SQLite, pipelined on Redis);
+        through Feast's own ``write_to_online_store`` for an online store it has no bulk writer for."""
+        from embstore.backends.online_rows import UnsupportedOnlineStore, online_writer
+
         with _reachable():
             self.store.refresh_registry()  # the SQL registry's cache does not see our own apply
-            for start in range(0, len(frame), ONLINE_CHUNK_ROWS):
-                chunk = frame.iloc[start : start + ONLINE_CHUNK_ROWS]
-                # not from the cache: a refresh that fails (registry briefly down) leaves it stale silently
-                self.store.write_to_online_store(name, chunk, allow_registry_cache=False)
-                if progress is not None:
-                    progress(len(chunk))
+            try:
+                writer = online_writer(self.store)
+            except UnsupportedOnlineStore as exc:
+                logging.getLogger(__name__).warning("%s; writing online rows through Feast's write_to_online_store "
+                                                    "(slower)", exc)
+            else:
+                fv = self.store.registry.get_feature_view(name, self.store.project, allow_cache=False)
+                try:
+                    writer.write(fv, frame, progress=progress)
+                    return
+                except UnsupportedOnlineStore as exc:
+                    logging.getLogger(__name__).warning("%s; writing online rows through Feast's "
+                                                        "write_to_online_store (slower)", exc)
+            self._write_online_through_feast(name, frame, progress)
+
+    def _write_online_through_feast(self, name: str, frame: pd.DataFrame, progress=None) -> None:
+        """Feast's own path, in chunks (faster and leaner than materialize for whole-table loads)."""
+        for start in range(0, len(frame), ONLINE_CHUNK_ROWS):
+            chunk = frame.iloc[start : start + ONLINE_CHUNK_ROWS]
+            # Feast converts only the first record batch of a chunk: give it plain numpy/object columns
+            chunk = chunk.astype({c: object for c, t in chunk.dtypes.items() if isinstance(t, pd.ArrowDtype)})
+            # not from the cache: a refresh that fails (registry briefly down) leaves it stale silently
+            self.store.write_to_online_store(name, chunk, allow_registry_cache=False)
+            if progress is not None:
+                progress(len(chunk))
 
     def restore_online(self, name: str, frame: pd.DataFrame, progress=None) -> None:
         """Recreate the view's online table if the store lost it, then write ``frame`` again."""
