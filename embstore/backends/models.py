@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 STATUSES = ("building", "published", "failed", "retired")
@@ -100,3 +100,13 @@ class AliasEvent(Base):
     previous_version_id: Mapped[Optional[int]] = mapped_column(ForeignKey("embstore_versions.id"))
     action: Mapped[str] = mapped_column(String(20), nullable=False)  # promote | rollback
     moved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+
+class Changes(Base):
+    """One row whose counter every registry change that can alter what a ref resolves to bumps, in
+    the same transaction (0004): readers cache resolved refs until it moves."""
+
+    __tablename__ = "embstore_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    counter: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)

@@ -3,12 +3,18 @@
 Any SQLAlchemy URL works; the schema is brought to the Alembic head when the
 registry is opened (embstore.backends.schema), so a store created by an older
 embstore upgrades itself.
+
+Every transaction that can change what a ref resolves to (publish, alias moves and
+rollbacks, version updates, metrics) ends by bumping one counter row
+(``embstore_changes``); ``change_marker()`` reads it on a connection of its own, so
+a reader can keep resolved refs until it moves (embstore.versions.reader).
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -20,7 +26,7 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from embstore.backends.models import Alias, AliasEvent, EmbeddingSet, Version, utcnow
+from embstore.backends.models import Alias, AliasEvent, Changes, EmbeddingSet, Version, utcnow
 from embstore.backends.schema import current_revision, ensure_pg_schema, head_revision, make_engine, upgrade
 from embstore.errors import BackendUnavailableError, ConfigError, EmbstoreError, NotFoundError, first_line
 from embstore.refs import Ref, VersionInfo, check_alias_name, check_set_name
@@ -58,6 +64,80 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+class ChangeMarker:
+    """Reads the registry's change counter with one primary-key query, on raw connections of its
+    own (outside the registry's pool; autocommit, so each read sees every committed change):
+    a few microseconds on SQLite, one round trip on PostgreSQL. Threads share a free list of
+    connections: as many are opened as threads read at once, at most ``keep`` stay open."""
+
+    QUERY = "SELECT counter FROM embstore_changes WHERE id = 1"
+
+    def __init__(self, url: str, keep: int = 8):
+        self.url = url
+        self.keep = keep
+        self._engine: sa.Engine | None = None
+        self._free: list = []  # (connection, cursor)
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def read(self) -> int | None:
+        """The counter now, or None when it cannot be read (the row or table missing, the
+        database unreachable): then the caller must not rely on anything it cached."""
+        pair = self._take()
+        if pair is None:
+            return None
+        try:
+            cur = pair[1]
+            cur.execute(self.QUERY)
+            row = cur.fetchone()
+        except Exception:  # noqa: BLE001 - any failure means "unknown"; the registry query says why
+            self._close(pair)
+            return None
+        with self._lock:
+            if len(self._free) < self.keep and self._pid == os.getpid():
+                self._free.append(pair)
+                pair = None
+        if pair is not None:
+            self._close(pair)
+        return None if row is None else int(row[0])
+
+    def _take(self):
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child must not share its parent's sockets
+                self._free, self._engine, self._pid = [], None, os.getpid()
+            if self._free:
+                return self._free.pop()
+        try:
+            if self._engine is None:
+                sqlite = self.url.startswith("sqlite")
+                self._engine = sa.create_engine(
+                    self.url, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT",
+                    connect_args={"timeout": 60, "check_same_thread": False} if sqlite else {})
+            fairy = self._engine.raw_connection()
+            conn = fairy.driver_connection
+            fairy.detach()  # ours from now on: closed by close()
+            return conn, conn.cursor()
+        except Exception:  # noqa: BLE001
+            return None
+
+    @staticmethod
+    def _close(pair) -> None:
+        try:
+            pair[0].close()
+        except Exception:  # noqa: BLE001 - a dead connection may not close cleanly
+            pass
+
+    def close(self) -> None:
+        with self._lock:
+            free, self._free = self._free, []
+            engine, self._engine = self._engine, None
+        if self._pid == os.getpid():
+            for pair in free:
+                self._close(pair)
+        if engine is not None:
+            engine.dispose()
+
+
 class Registry:
     """Typed operations on the registry tables; every change is one transaction."""
 
@@ -67,6 +147,7 @@ class Registry:
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         self._unmarked: dict[tuple[str, int], str] = {}  # failed while the registry was down; marked once back
         self._ensure_schema()
+        self._marker = ChangeMarker(url)
 
     def _ensure_schema(self) -> None:
         ensure_pg_schema(self.url)
@@ -84,10 +165,19 @@ class Registry:
         return sa.engine.make_url(self.url).render_as_string(hide_password=True)
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self, changes: bool = False) -> Iterator[Session]:
+        """One transaction. ``changes``: it may change what a ref resolves to, so it ends by
+        bumping the change counter (last, so every writer takes that row's lock after its others:
+        no lock-order deadlock on PostgreSQL)."""
         try:
             with self._session.begin() as s:
                 yield s
+                if changes:
+                    s.flush()
+                    bumped = s.execute(sa.update(Changes).where(Changes.id == 1)
+                                       .values(counter=Changes.counter + 1)).rowcount
+                    if not bumped:  # the row was deleted by hand: recreate it (readers saw None meanwhile)
+                        s.add(Changes(id=1, counter=1))
         except (OperationalError, sa.exc.InterfaceError) as exc:  # server down, connection lost, locked
             detail = first_line(getattr(exc, "orig", None) or exc)
             raise BackendUnavailableError(
@@ -96,7 +186,13 @@ class Registry:
             ) from exc
 
     def close(self) -> None:
+        self._marker.close()
         self.engine.dispose()
+
+    def change_marker(self) -> int | None:
+        """The change counter: it differs from an earlier reading whenever a publish, alias move,
+        rollback or version update committed since (None when it cannot be read)."""
+        return self._marker.read()
 
     # -- sets and versions ---------------------------------------------------
 
@@ -155,7 +251,7 @@ class Registry:
         return v
 
     def update_version(self, set_name: str, number: int, **fields: Any) -> None:
-        with self.session() as s:
+        with self.session(changes=True) as s:
             v = self._get_version(s, set_name, number)
             for key, value in fields.items():
                 setattr(v, key, value)
@@ -182,7 +278,7 @@ class Registry:
 
     def publish(self, set_name: str, number: int, alias: str | None, **fields: Any) -> VersionInfo:
         """Mark published and (optionally) move an alias, in one transaction."""
-        with self.session() as s:
+        with self.session(changes=True) as s:
             v = self._get_version(s, set_name, number)
             if v.status != "building":
                 raise EmbstoreError(f"{set_name}@{number} is {v.status}, cannot publish it")
@@ -198,7 +294,7 @@ class Registry:
     def extend_metrics(self, set_name: str, number: int, metrics: dict[str, Any]) -> VersionInfo:
         """Merge ``metrics`` into a version's metrics (top-level keys replaced; nested dicts merged
         one level deep). Metrics may grow after publish (drift reports, evaluations); vectors never change."""
-        with self.session() as s:
+        with self.session(changes=True) as s:
             v = self._get_version(s, set_name, number)
             s.refresh(v, with_for_update=True)
             merged = dict(v.metrics or {})
@@ -297,14 +393,14 @@ class Registry:
     def promote(self, ref: Ref | str, alias: str) -> VersionInfo:
         ref = Ref.parse(ref) if isinstance(ref, str) else ref
         target = self.resolve(ref)
-        with self.session() as s:
+        with self.session(changes=True) as s:
             v = self._get_version(s, target.set, target.number)
             self._move_alias(s, v, alias, "promote")
             return _info(v, self._aliases_of(s, v))
 
     def promote_many(self, versions: list[tuple[str, int]], alias: str) -> list[VersionInfo]:
         """Move ``alias`` of several sets at once (e.g. FM's user and item sets)."""
-        with self.session() as s:
+        with self.session(changes=True) as s:
             rows = [self._get_version(s, name, number) for name, number in versions]
             for v in rows:
                 self._move_alias(s, v, alias, "promote")
@@ -313,7 +409,7 @@ class Registry:
 
     def rollback(self, set_name: str, alias: str) -> VersionInfo:
         """Point ``alias`` back at the version it named before its last move."""
-        with self.session() as s:
+        with self.session(changes=True) as s:
             es = self._get_set(s, set_name)
             a = s.scalar(select(Alias).where(Alias.set_id == es.id, Alias.name == alias))
             if a is None:

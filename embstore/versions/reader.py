@@ -2,11 +2,17 @@
 
 Every load is checked against the checksums recorded at publish, once per process
 per file state (embstore.backends.files); loaded indexes are kept per version.
+
+Resolved refs are kept until the registry's change counter moves (``Registry.change_marker``:
+one primary-key read on a connection of its own, bumped in the same transaction as every
+publish, alias move, rollback and version update), so a call costs no registry query while
+nothing changed, and the first call after a change, from any process, sees it.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
@@ -49,6 +55,26 @@ class Neighbours:
         return {"query": self.query, "ids": self.ids, "scores": self.scores}
 
 
+class _Opened:
+    """A version's loaded vectors and index in one reader, with the state of the vectors' files."""
+
+    __slots__ = ("paths", "checksums", "state", "loaded", "retriever")
+
+    def __init__(self, version: VersionInfo):
+        self.paths = (os.path.join(version.storage_path, files.VECTORS), os.path.join(version.storage_path, files.IDS))
+        self.checksums = version.checksums
+        self.state: tuple | None = None
+        self.loaded: files.LoadedVectors | None = None
+        self.retriever: "Retriever | None" = None
+
+    def state_now(self) -> tuple | None:
+        try:
+            a, b = os.stat(self.paths[0]), os.stat(self.paths[1])
+        except OSError:
+            return None  # files.load_vectors names what is missing
+        return a.st_size, a.st_mtime_ns, a.st_ino, b.st_size, b.st_mtime_ns, b.st_ino
+
+
 EXPORT_FORMATS = {"parquet": (".parquet", ".pq"), "npz": (".npz",)}
 
 
@@ -60,28 +86,72 @@ def unknown_ids(missing: list, asked: int, ref: str, what: str = "ids") -> Unkno
 class VersionReader:
     """Resolves refs against the registry and reads the published versions they name."""
 
+    RESOLVED_MAX = 4096  # refs kept resolved (the whole memory is dropped when it grows past this)
+    OPENED_MAX = 16  # versions whose loaded vectors and index the reader holds (as many as indexes are kept)
+
     def __init__(self, registry: "Registry", plugins: Callable[[], "PluginCatalogue"]):
         self.registry = registry
         self.plugins = plugins  # the current catalogue, looked up on use (plugins may be reloaded)
         self._indexes = LRU(16)
+        self._resolved: dict[str, tuple[int, VersionInfo]] = {}  # ref text -> (change counter, version)
+        self._opened: dict[str, _Opened] = {}  # storage path -> its loaded vectors, their files' state, index
+        self._opening = threading.Lock()
 
     def resolve(self, ref: str | Ref | VersionInfo) -> VersionInfo:
-        """The published version a ref names now. A VersionInfo passes through, so a caller
-        that resolved once (the HTTP server) reads exactly that version in every later call."""
+        """The published version a ref names now: a move committed before this call, by any
+        process, is always seen. A VersionInfo passes through, so a caller that resolved once
+        (the HTTP server) reads exactly that version in every later call."""
         if isinstance(ref, VersionInfo):
             return ref
-        return self.registry.resolve(ref)
+        key = ref if isinstance(ref, str) else str(ref)
+        marker = self.registry.change_marker()  # read before resolving: a change in between is seen next time
+        if marker is not None:
+            hit = self._resolved.get(key)
+            if hit is not None and hit[0] == marker:
+                return hit[1]
+        version = self.registry.resolve(ref)
+        if marker is not None:
+            if len(self._resolved) >= self.RESOLVED_MAX:
+                self._resolved.clear()
+            self._resolved[key] = (marker, version)
+        return version
 
     def load(self, ref: str | Ref | VersionInfo) -> files.LoadedVectors:
         """All ids and vectors of a version (memory-mapped), with an id -> row lookup."""
-        version = self.resolve(ref)
-        return files.load_vectors(Path(version.storage_path), version.checksums)
+        return self._open(self.resolve(ref)).loaded
+
+    def _open(self, version: VersionInfo) -> "_Opened":
+        """The reader's entry of a version with its vectors loaded. While their files keep their
+        size, modification time and inode, the same load serves after two stat calls; otherwise
+        files.load_vectors checks them again (once per process per file state)."""
+        opened = self._opened.get(version.storage_path)
+        if opened is not None and opened.checksums == version.checksums:
+            state = opened.state_now()
+            if state is not None and state == opened.state:
+                return opened
+        fresh = _Opened(version)
+        fresh.state = fresh.state_now()  # before loading: a change during the load is seen next time
+        fresh.loaded = files.load_vectors(Path(version.storage_path), version.checksums)
+        if opened is not None and opened.checksums == version.checksums:
+            fresh.retriever = opened.retriever  # the index files are not what changed
+        with self._opening:
+            self._opened.pop(version.storage_path, None)
+            while len(self._opened) >= self.OPENED_MAX:
+                self._opened.pop(next(iter(self._opened)))
+            self._opened[version.storage_path] = fresh
+        return fresh
 
     def index(self, ref: str | Ref | VersionInfo) -> "Retriever":
         """The version's loaded index (checksums verified on first load)."""
         version = self.resolve(ref)
+        opened = self._opened.get(version.storage_path)
+        if opened is not None and opened.retriever is not None and opened.checksums == version.checksums:
+            return opened.retriever
         key = (version.storage_path, tuple(sorted(version.checksums.items())))
-        return self._indexes.get_or_build(key, lambda: self._load_index(version))
+        retriever = self._indexes.get_or_build(key, lambda: self._load_index(version))
+        if opened is not None and opened.checksums == version.checksums:
+            opened.retriever = retriever
+        return retriever
 
     def _load_index(self, version: VersionInfo) -> "Retriever":
         directory = Path(version.storage_path)
@@ -96,13 +166,13 @@ class VersionReader:
     def vectors(self, ref: str | Ref | VersionInfo, ids: Iterable[Any], *, allow_missing: bool = False) -> Vectors:
         """Vectors for ``ids``; unknown ids raise UnknownIdsError unless ``allow_missing``."""
         version = self.resolve(ref)
-        loaded = self.load(version)
-        ids = list(ids)
+        loaded = self._open(version).loaded
+        if not isinstance(ids, (list, tuple, np.ndarray)):
+            ids = list(ids)
         rows, missing = loaded.rows(ids)
         if missing and not allow_missing:
             raise unknown_ids(missing, len(ids), version.ref)
-        found = loaded.ids[rows].tolist()
-        return Vectors(ids=found, matrix=np.array(loaded.vectors[rows], dtype=np.float32), missing=missing)
+        return Vectors(ids=loaded.ids[rows].tolist(), matrix=loaded.take(rows), missing=missing)
 
     def recall(self, ref: str | Ref | VersionInfo, ids: Sequence[Any] | None = None, vectors: np.ndarray | None = None,
                k: int = 10, exclude: Iterable[Any] | None = None, *, exclude_query: bool = True) -> list[Neighbours]:
@@ -112,7 +182,8 @@ class VersionReader:
         if not isinstance(k, (int, np.integer)) or k < 1:
             raise ConfigError(f"k must be a positive integer, got {k!r}")
         version = self.resolve(ref)
-        loaded = self.load(version)
+        opened = self._open(version)
+        loaded = opened.loaded
         excluded_rows = set(loaded.rows(list(exclude))[0].tolist()) if exclude is not None else set()
         if ids is not None:
             ids = list(ids)
@@ -120,19 +191,25 @@ class VersionReader:
             if missing:
                 raise UnknownIdsError(f"{len(missing)} query ids are not in {version.ref}: "
                                       + ", ".join(repr(m) for m in missing[:10]), missing)
-            queries = np.asarray(loaded.vectors[rows], dtype=np.float32)
+            queries = loaded.take(rows)
             query_rows, labels = rows.tolist(), ids
         else:
             queries = self._query_vectors(version, vectors)
             query_rows = labels = [None] * len(queries)
         want = min(k + len(excluded_rows) + (1 if exclude_query and ids is not None else 0), len(loaded.ids))
-        found_rows, scores = self.index(version).search(queries, want)
+        retriever = opened.retriever if opened.retriever is not None else self.index(version)
+        found_rows, scores = retriever.search(queries, want)
         out = []
-        for label, qrow, frow, fscore in zip(labels, query_rows, found_rows, scores):
-            keep = [(r, s) for r, s in zip(frow.tolist(), fscore.tolist())
-                    if r >= 0 and r not in excluded_rows and not (exclude_query and r == qrow)][:k]
-            out.append(Neighbours(query=label, ids=loaded.ids[[r for r, _ in keep]].tolist(),
-                                  scores=[float(s) for _, s in keep]))
+        for label, qrow, frow, fscore in zip(labels, query_rows, found_rows.tolist(), scores.tolist()):
+            skip = qrow if exclude_query else None
+            keep_rows, keep_scores = [], []
+            for r, s in zip(frow, fscore):
+                if r >= 0 and r != skip and r not in excluded_rows:
+                    keep_rows.append(r)
+                    keep_scores.append(s)
+                    if len(keep_rows) == k:
+                        break
+            out.append(Neighbours(query=label, ids=loaded.ids[keep_rows].tolist(), scores=keep_scores))
         return out
 
     @staticmethod
