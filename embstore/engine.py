@@ -13,6 +13,7 @@ all or nothing; an engine may write the version's offline data and online rows i
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping, Protocol, Sequence
 
@@ -45,15 +46,21 @@ class RunInputs(Protocol):
     def fingerprint(self) -> str: ...
 
 
-class OfflineData(Protocol):
-    """What a writer made of a version's offline rows: files to checksum, and the Feast source."""
+@dataclass(frozen=True)
+class OfflineData:
+    """What a writer made of a version's offline rows: the files (under the version's directory,
+    each gets a checksum) and the location Feast's source reads (a file or a dataset directory)."""
 
-    files: Sequence[Path]  # under the version directory, each gets a checksum
-    source: Mapping[str, Any]  # the view's source in the repo's manifest: {"kind": "file"|"spark", "path": ...}
+    files: Sequence[Path]
+    location: Path
 
 
 class VersionWriters(abc.ABC):
     """Writes a version's Feast rows somewhere other than this process (a cluster's executors)."""
+
+    def check(self, online_store: str) -> None:
+        """Refuse, before anything is trained, an online store (its feature_store.yaml type) these
+        writers cannot write to."""
 
     @abc.abstractmethod
     def write_offline(self, emb: "Embeddings", entity: str, valid_from: Any, directory: Path) -> OfflineData:
@@ -91,8 +98,14 @@ class Engine(abc.ABC):
     def fit(self, producer: type["Producer"], inputs: RunInputs, config: Any, progress: bool) -> Any:
         """Train ``producer`` with its validated ``config`` on ``inputs``."""
 
-    def writers(self) -> VersionWriters | None:
+    def writers(self, repo: Path) -> VersionWriters | None:
+        """Writers of the versions' Feast rows in the feature repo at ``repo``; None: the store writes them."""
         return None
+
+    def feast_offline_store(self) -> dict[str, Any]:
+        """The ``offline_store`` entry of the repo's feature_store.yaml: where Feast's historical
+        joins of the views run (the file offline store by default)."""
+        return {"type": "file"}
 
     def close(self) -> None:
         """Release what the engine holds (a Spark session)."""

@@ -35,13 +35,23 @@ def entity(name: str, spec: dict) -> Entity:
                   description=f"embstore entity {name} ({spec['id_type']} ids)")
 
 
+def source(name: str, spec: dict):
+    """The view's offline rows: a parquet file or dataset, read by Feast's file offline store, or by
+    its Spark offline store in a home on embstore's spark engine (``source_kind: spark``)."""
+    options = dict(name=f"{name}__source", path=spec["source"], timestamp_field="event_timestamp",
+                   created_timestamp_column="created_timestamp")
+    if spec.get("source_kind") == "spark":
+        from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+
+        return SparkSource(file_format="parquet", **options)
+    return FileSource(**options)
+
+
 def feature_view(name: str, spec: dict, entities: dict[str, Entity]) -> FeatureView:
     key = spec["entity"]
     key_type = Int64 if entities[key].value_type == ValueType.INT64 else String
-    source = FileSource(name=f"{name}__source", path=spec["source"], timestamp_field="event_timestamp",
-                        created_timestamp_column="created_timestamp")
     return FeatureView(
-        name=name, entities=[entities[key]], source=source, ttl=timedelta(0), online=True,
+        name=name, entities=[entities[key]], source=source(name, spec), ttl=timedelta(0), online=True,
         schema=[Field(name=key, dtype=key_type)]
         + [Field(name=feature, dtype=FEATURE_TYPES[kind]) for feature, kind in spec["features"]],
         tags={"embstore_set": spec["set"], "embstore_version": str(spec["version"])},

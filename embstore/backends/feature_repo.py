@@ -81,7 +81,7 @@ def feature_type(values: np.ndarray) -> str:
     raise PublishError(f"an extra of dtype {values.dtype} and {values.ndim} dims cannot be a Feast feature")
 
 
-def render_repo(repo: Path, project: str, backend: "Backend") -> bool:
+def render_repo(repo: Path, project: str, backend: "Backend", offline_store: dict | None = None) -> bool:
     """Write HOME/feature_repo/feature_store.yaml (the packaged template with the backend's
     ``registry`` and ``online_store`` entries) and the Feast definitions module, rewriting only
     what changed. True when the repo's Feast registry moved (a home of embstore 0.1, whose
@@ -96,6 +96,8 @@ def render_repo(repo: Path, project: str, backend: "Backend") -> bool:
     config = yaml.safe_load((template_dir / "feature_store.yaml").read_text().replace("{data}", str(data)))
     config["project"] = project
     config.update(backend.feast_config(data))  # the template's keys keep their places
+    if offline_store is not None:
+        config["offline_store"] = offline_store
     backend.prepare()
     target = repo / "feature_store.yaml"
     before = yaml.safe_load(target.read_text()) if target.exists() else None
@@ -186,7 +188,7 @@ class FeatureRepo:
                       extras: dict[str, np.ndarray]) -> str:
         """Register the FeatureView pinned to this version; returns its name."""
         features = [["embedding", "array<float32>"]] + [[col, feature_type(arr)] for col, arr in extras.items()]
-        return self.add_view(set_name, number, entity, id_type, str(parquet.resolve()), features)
+        return self.add_view(set_name, number, entity, id_type, str(Path(parquet).resolve()), features)
 
     def add_view(self, set_name: str, number: int, entity: str, id_type: str, source: str,
                  features: list[list[str]]) -> str:
@@ -196,9 +198,23 @@ class FeatureRepo:
             manifest = self.manifest()
             manifest["entities"].setdefault(entity, {"id_type": id_type})
             manifest["views"][name] = {"set": set_name, "version": number, "entity": entity, "source": source,
-                                       "features": features}
+                                       "features": features, **self.source_kind()}
             self._apply(manifest, [f"entity:{entity}", f"view:{name}"])
         return name
+
+    def config(self) -> dict:
+        import yaml
+
+        return yaml.safe_load((self.repo / "feature_store.yaml").read_text()) or {}
+
+    def online_store_type(self) -> str:
+        return str((self.config().get("online_store") or {}).get("type", "sqlite"))
+
+    def source_kind(self) -> dict:
+        """How the repo's views read their offline rows: Feast's file source, or a Spark source when
+        the repo's offline store is Spark (a home on the spark engine), as the manifest records it."""
+        offline = self.config().get("offline_store") or {}
+        return {"source_kind": "spark"} if offline.get("type") == "spark" else {}
 
     def follow_aliases(self, set_name: str, current: Callable[[], dict[str, str]]) -> None:
         """Make the set's FeatureServices ``<set>__<alias>`` name exactly ``current()`` (alias -> view),

@@ -2,6 +2,7 @@
 
 Layout under HOME/sets/<set>/v<N>/:
   embeddings.parquet  Feast offline source: <entity>, event_timestamp, created_timestamp, row, embedding, extras
+                      (a version written by the spark engine has a partitioned dataset embeddings/ instead)
   ids.parquet         the ids, row i = vector i
   vectors.npy         float32 (n, d): embstore's own copy for fast reads, identical to Feast's
   index/              the retriever's files
@@ -28,6 +29,8 @@ from embstore.errors import IntegrityError
 VECTORS = "vectors.npy"
 IDS = "ids.parquet"
 OFFLINE = "embeddings.parquet"
+OFFLINE_DATASET = "embeddings"  # the spark engine's partitioned offline dataset
+PARTITIONS = ("bucket",)  # its partition column, not one of the version's
 INDEX_DIR = "index"
 STATE_DIR = "state"
 
@@ -289,17 +292,51 @@ def verify_once(directory: Path, checksums: dict[str, str], names: list[str]) ->
         _verified.put(key, True)
 
 
+def offline_names(checksums: dict[str, str]) -> list[str]:
+    """The checksummed files of a version's offline rows: the one file, or a dataset's files."""
+    if OFFLINE in checksums:
+        return [OFFLINE]
+    return sorted(k for k in checksums if k.startswith(OFFLINE_DATASET + "/"))
+
+
+def offline_location(directory: Path, checksums: dict[str, str]) -> Path:
+    """What Feast's source reads: the version's offline file, or its dataset directory."""
+    return directory / (OFFLINE if OFFLINE in checksums or not offline_names(checksums) else OFFLINE_DATASET)
+
+
+def offline_table(location: Path, columns: list[str] | None = None) -> pa.Table:
+    """The offline rows of a file or a dataset directory, in row order (a dataset's partition
+    columns are not the version's)."""
+    if location.is_dir():
+        import pyarrow.dataset as ds
+
+        dataset = ds.dataset(location, format="parquet", partitioning="hive")
+        names = [n for n in dataset.schema.names if n not in PARTITIONS]
+        table = dataset.to_table(columns=columns or names)
+        return table.take(np.argsort(table.column("row").to_numpy())) if "row" in table.column_names else table
+    return pq.read_table(location, columns=columns)
+
+
 def read_offline(directory: Path, checksums: dict[str, str]) -> pd.DataFrame:
-    """The version's offline rows (Feast's source file), checksum verified."""
-    verify(directory, checksums, [OFFLINE])
-    return pq.read_table(directory / OFFLINE).to_pandas()
+    """The version's offline rows (Feast's source file or dataset), checksum verified."""
+    verify(directory, checksums, offline_names(checksums))
+    return offline_table(offline_location(directory, checksums)).to_pandas()
+
+
+def offline_schema(location: Path) -> pa.Schema:
+    if location.is_dir():
+        import pyarrow.dataset as ds
+
+        schema = ds.dataset(location, format="parquet", partitioning="hive").schema
+        return pa.schema([f for f in schema if f.name not in PARTITIONS])
+    return pq.read_schema(location)
 
 
 def offline_features(parquet: Path, entity: str) -> list[list[str]]:
-    """The Feast features of a version's offline file, as (name, type) pairs: ``embedding`` and
-    the extras (the key and the time and row columns are not features)."""
+    """The Feast features of a version's offline file or dataset, as (name, type) pairs:
+    ``embedding`` and the extras (the key and the time and row columns are not features)."""
     kinds = {}
-    for field in pq.read_schema(parquet):
+    for field in offline_schema(parquet):
         t = field.type
         inner = t.value_type if pa.types.is_list(t) or pa.types.is_large_list(t) else None
         if inner is not None:
@@ -315,11 +352,12 @@ _OFFLINE_COLUMNS = {"event_timestamp", "created_timestamp", "row", "embedding"}
 
 def read_extras(directory: Path, checksums: dict[str, str], entity: str) -> dict[str, np.ndarray]:
     """The version's extras (per-row arrays published next to the vector), in row order."""
-    verify(directory, checksums, [OFFLINE])
-    names = [n for n in pq.read_schema(directory / OFFLINE).names if n not in _OFFLINE_COLUMNS and n != entity]
+    verify(directory, checksums, offline_names(checksums))
+    location = offline_location(directory, checksums)
+    names = [n for n in offline_schema(location).names if n not in _OFFLINE_COLUMNS and n != entity]
     if not names:
         return {}
-    table = pq.read_table(directory / OFFLINE, columns=["row", *names])
+    table = offline_table(location, columns=["row", *names])
     order = np.argsort(table.column("row").to_numpy())
     extras = {}
     for name in names:

@@ -29,23 +29,25 @@ if TYPE_CHECKING:
 @click.option("--gate", "gates", multiple=True, metavar="METRIC>=X", help="quality gate the version must pass before --promote moves, e.g. 'hr@10>=0.05'")
 @click.option("--until", metavar="TIME", help="train only on interactions before TIME (ISO-8601 or unix seconds); "
               "the version is valid from TIME, so a backfill is one run per cutoff")
+@click.option("--engine", help="engine for this run: local or spark (default: the home's engine setting)")
 @click.option("--valid-from", "valid_from", metavar="TIME", help="when training rows may start using the vectors "
               "(default: the newest input timestamp, or the build time); refused when earlier than the newest input row")
 @click.option("--json", "as_json", is_flag=True, help="print the version as JSON")
 @click.pass_obj
 def run(state: State, producer: str, set_name: str, inputs, columns, config, retriever, retriever_config,
-        entity, promote, align_to, evaluate, gates, until, valid_from, as_json) -> None:
+        entity, promote, align_to, evaluate, gates, until, engine, valid_from, as_json) -> None:
     """Train PRODUCER on the inputs and publish a new version of --set; prints its ref."""
     from embstore.config import parse_key_values
-    from embstore.inputs import Inputs, specs_from_args
+    from embstore.inputs import specs_from_args
 
     state.catalogue().producer(producer)  # an unknown producer is the first thing to say
-    specs = specs_from_args(inputs, columns)
+    specs = specs_from_args(inputs, columns, files=(engine or state.engine()) == "local")
     store = state.store()
     version = store.run(
-        producer, set_name, Inputs(specs), parse_key_values(config, "--config"),
+        producer, set_name, specs, parse_key_values(config, "--config"),
         promote=promote, entity=entity, retriever=retriever, align_to=align_to, evaluate=list(evaluate), gates=list(gates),
         retriever_config=parse_key_values(retriever_config, "--retriever-config"), until=until, valid_from=valid_from,
+        engine=engine,
     )
     published = version if isinstance(version, list) else [version]
     for v in published:

@@ -16,17 +16,29 @@ from embstore.cli.state import State
 @click.option("--redis", "redis_url", metavar="URL", help="team backend: Redis for Feast's online store, e.g. redis://127.0.0.1:6379/0")
 @click.option("--schema", help="team backend: PostgreSQL schema of embstore's tables (default embstore)")
 @click.option("--project", help="Feast project name (default embstore)")
+@click.option("--engine", help="engine that reads inputs and trains: local (default) or spark")
+@click.option("--spark-master", "spark_master", metavar="URL", help="spark engine: master URL, e.g. local[2] or spark://head:7077")
+@click.option("--spark-conf", "spark_conf", multiple=True, metavar="KEY=VALUE", help="spark engine: a Spark conf entry (repeatable)")
 @click.pass_obj
-def init(state: State, registry_url, postgres_url, redis_url, schema, project) -> None:
+def init(state: State, registry_url, postgres_url, redis_url, schema, project, engine, spark_master, spark_conf) -> None:
     """Create a store home: settings, Feast repo, registry schema.
 
-    With --postgres and --redis the store uses the team backend (PostgreSQL + Redis)."""
+    With --postgres and --redis the store uses the team backend (PostgreSQL + Redis); with
+    --engine spark runs read inputs and train on Spark (--spark-master, --spark-conf)."""
     from embstore.store import EmbeddingStore
 
     settings = {k: v for k, v in {"registry_url": registry_url, "postgres_url": postgres_url, "redis_url": redis_url,
-                                  "schema": schema, "project": project}.items() if v}
+                                  "schema": schema, "project": project, "engine": engine}.items() if v}
     if postgres_url or redis_url:
         settings["backend"] = "team"
+    if spark_master or spark_conf:
+        if (engine or "spark") != "spark":
+            raise click.UsageError("--spark-master and --spark-conf go with --engine spark")
+        settings["engine"] = "spark"
+        conf = dict(c.split("=", 1) for c in spark_conf if "=" in c)
+        if len(conf) != len(spark_conf):
+            raise click.UsageError("--spark-conf takes KEY=VALUE")
+        settings["engine_config"] = {**({"master": spark_master} if spark_master else {}), **({"conf": conf} if conf else {})}
     store = EmbeddingStore.init(state.home, **settings)
     click.echo(f"initialised {store.home}")
 

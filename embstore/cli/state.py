@@ -25,6 +25,15 @@ class State:
 
         return EmbeddingStore(self.home)
 
+    def engine(self) -> str:
+        """The home's engine setting (local when there is no usable home yet)."""
+        from embstore.settings import load_settings, resolve_home
+
+        try:
+            return load_settings(resolve_home(self.home)).engine
+        except ConfigError:
+            return "local"
+
     def catalogue(self) -> "PluginCatalogue":
         """The plugins a command may use: entry points, EMBSTORE_PLUGINS and the home's ``plugins:``
         setting (none when there is no usable home yet; opening the store then says why)."""

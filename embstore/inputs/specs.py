@@ -88,16 +88,18 @@ class InputSpec:
         return str(self.path)
 
 
-def parse_input_arg(arg: str) -> InputSpec:
-    """``KIND=PATH`` from the CLI, checked now so a typo fails before any training."""
+def parse_input_arg(arg: str, files: bool = True) -> InputSpec:
+    """``KIND=PATH`` from the CLI, checked now so a typo fails before any training. ``files=False``
+    leaves PATH to the engine that reads it (a Spark dataset: a directory, a glob, a URL)."""
     kind, sep, path = arg.partition("=")
     if not sep or not kind or not path:
         raise InputError(
             f"--input {arg!r}: expected KIND=PATH with KIND one of {', '.join(INPUT_KINDS)}"
         )
     spec = InputSpec(kind.strip(), Path(path))
-    check_exists(spec)
-    file_format(spec.kind, spec.path)
+    if files:
+        check_exists(spec)
+        file_format(spec.kind, spec.path)
     return spec
 
 
@@ -116,9 +118,9 @@ def parse_column_arg(arg: str) -> tuple[str, str, str]:
     return kind, canonical, actual
 
 
-def specs_from_args(input_args: Iterable[str], column_args: Iterable[str] = ()) -> list[InputSpec]:
+def specs_from_args(input_args: Iterable[str], column_args: Iterable[str] = (), files: bool = True) -> list[InputSpec]:
     """Combine ``--input`` and ``--column`` options into specs; a mapping needs its input."""
-    specs = [parse_input_arg(a) for a in input_args]
+    specs = [parse_input_arg(a, files) for a in input_args]
     by_kind = {s.kind: s for s in specs}
     mappings: dict[str, dict[str, str]] = {}
     for arg in column_args:

@@ -122,7 +122,7 @@ def check_store(store, sets: Iterable[str] | None = None, *, online_sample: int 
 
 def check_published_row(v, report: Report) -> bool:
 
-    required = (files.IDS, files.VECTORS, files.OFFLINE)
+    required = (files.IDS, files.VECTORS)
 
     problems = []
     if not v.published_at:
@@ -138,6 +138,8 @@ def check_published_row(v, report: Report) -> bool:
     if v.feature_view != feature_view_name(v.set, v.number):
         problems.append(f"feature view {v.feature_view!r}, expected {feature_view_name(v.set, v.number)!r}")
     missing = [f for f in required if f not in v.checksums]
+    if not files.offline_names(v.checksums):
+        missing.append(files.OFFLINE)
     if not any(k.startswith(files.INDEX_DIR + "/") for k in v.checksums):
         missing.append(files.INDEX_DIR + "/*")
     if missing:
@@ -299,7 +301,7 @@ class Checker:
             ids = ids_col.to_pylist()
             if len(set(ids)) != len(ids):
                 report.bad("files", v.ref, "ids.parquet has duplicate ids")
-            offline = pq.read_table(directory / files.OFFLINE)
+            offline = files.offline_table(files.offline_location(directory, v.checksums))
             needed = {v.entity, "event_timestamp", "created_timestamp", "row", "embedding"}
             if not needed <= set(offline.column_names):
                 report.bad("files", v.ref, f"embeddings.parquet lacks columns {sorted(needed - set(offline.column_names))}")
@@ -352,7 +354,7 @@ class Checker:
         tags = dict(fv.tags or {})
         if tags.get("embstore_set") != v.set or tags.get("embstore_version") != str(v.number):
             report.bad("feast", v.ref, f"feature view {fv.name} is tagged {tags}")
-        want = str((Path(v.storage_path) / files.OFFLINE).resolve())
+        want = str(files.offline_location(Path(v.storage_path), v.checksums).resolve())
         path = getattr(fv.batch_source, "path", None)
         if path != want:
             report.bad("feast", v.ref, f"feature view {fv.name} reads {path}, expected {want}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -76,9 +77,12 @@ def check_registry(url: str) -> str:
 
 def check_feature_repo(settings: "StoreSettings", home: Path, backend: "Backend") -> str:
     from embstore.backends.feature_repo import FeatureRepo, render_repo
+    from embstore.catalogue import catalogue
+    from embstore.versions.producing import Engines
 
     repo = settings.repo_path(home)
-    render_repo(repo, settings.project, backend)
+    engine = Engines(partial(catalogue, tuple(settings.plugins)), settings.engine, settings.engine_config, home).get()
+    render_repo(repo, settings.project, backend, engine.feast_offline_store())
     views = FeatureRepo(repo).feature_view_names()
     return f"Feast repo {repo} loads, {len(views)} feature views"
 

@@ -19,22 +19,23 @@ if TYPE_CHECKING:
     from embstore.backends.registry import Registry
 
 
-def wanted_manifest(registry: "Registry") -> dict:
+def wanted_manifest(registry: "Registry", source_kind: dict | None = None) -> dict:
     """The entities, views and services Feast should hold, from the version registry and each
-    version's offline file (its columns are the view's features)."""
+    version's offline file (its columns are the view's features); ``source_kind`` as the repo's
+    offline store reads them (FeatureRepo.source_kind)."""
     manifest: dict = {"entities": {}, "views": {}, "services": {}}
     for set_name in registry.set_names():
         versions = registry.versions(set_name)
         for v in versions:
             if not v.feature_view or v.step == "collected" or not v.storage_path:
                 continue
-            parquet = Path(v.storage_path) / files.OFFLINE
+            parquet = files.offline_location(Path(v.storage_path), v.checksums)
             if not parquet.exists():
                 continue
             manifest["entities"].setdefault(v.entity, {"id_type": v.id_type})
             manifest["views"][v.feature_view] = {
                 "set": set_name, "version": v.number, "entity": v.entity, "source": str(parquet.resolve()),
-                "features": files.offline_features(parquet, v.entity)}
+                "features": files.offline_features(parquet, v.entity), **(source_kind or {})}
             for alias in v.aliases:
                 manifest["services"][feature_service_name(set_name, alias)] = {
                     "set": set_name, "alias": alias, "view": v.feature_view}
@@ -43,4 +44,4 @@ def wanted_manifest(registry: "Registry") -> dict:
 
 def repair(registry: "Registry", feast: "FeatureRepo") -> list[str]:
     """Make Feast hold exactly what ``wanted_manifest`` says; returns what changed."""
-    return feast.rebuild(wanted_manifest(registry))
+    return feast.rebuild(wanted_manifest(registry, feast.source_kind()))

@@ -266,7 +266,7 @@ class Joiner:
         The version's Feast offline file is verified too (once per process per file state): a
         join answers for what Feast holds."""
         loaded = self.reader.load(version)
-        files.verify_once(Path(version.storage_path), version.checksums, [files.OFFLINE])
+        files.verify_once(Path(version.storage_path), version.checksums, files.offline_names(version.checksums))
         if version.id_type == "int64":
             values = pd.to_numeric(keys, errors="coerce")
             if values.isna().any() or not np.all(np.mod(values.to_numpy(dtype=np.float64), 1) == 0):

@@ -143,6 +143,9 @@ class Producing:
             raise ConfigError(f"producer {request.producer!r} publishes several sets in one space; "
                               "evaluate and gates are not supported for it yet")
         checks = Checks.prepare(request.evaluate, request.gates, plugins, columns=inputs.column_maps())
+        writers = engine.writers(self.publisher.feast.repo)
+        if writers is not None:
+            writers.check(self.publisher.feast.online_store_type())
         if request.until is not None:
             inputs = inputs.before(parse_time(request.until, "until"))
         valid_from = valid_from_for(inputs, request.valid_from)
@@ -150,7 +153,6 @@ class Producing:
         result = engine.fit(cls, inputs, cfg, self.progress)
         info = plugins.owner("producer", request.producer)
         provenance = Provenance(request.producer, info.name, info.version, cfg.model_dump(mode="json"), fingerprint)
-        writers = engine.writers()
         if cls.entities:
             return self.publish_roles(request, cls, result, provenance, rcls.name, rcfg, valid_from, writers)
         if not isinstance(result, Embeddings):

@@ -233,20 +233,31 @@ class Publication:
         self.record("files", checksums=self.checksums)
 
     def step_offline(self) -> None:
-        self.frame = files.offline_frame(self.emb, self.request.entity, self.version.valid_from)
-        self.checksums.update(files.write_offline(self.directory, self.frame))
+        writers = self.request.writers
+        if writers is None:
+            self.frame = files.offline_frame(self.emb, self.request.entity, self.version.valid_from)
+            self.checksums.update(files.write_offline(self.directory, self.frame))
+            self.offline = self.directory / files.OFFLINE
+        else:  # an engine's (a Spark dataset written by the executors)
+            written = writers.write_offline(self.emb, self.request.entity, self.version.valid_from, self.directory)
+            for path in written.files:
+                self.checksums[str(Path(path).resolve().relative_to(self.directory.resolve()))] = files.sha256_file(path)
+            self.offline = written.location
         self.record("offline", checksums=self.checksums)
 
     def step_feast_apply(self) -> None:
         self.feature_view = self.p.feast.apply_version(
-            self.set_name, self.number, self.request.entity, self.id_type, self.directory / files.OFFLINE,
-            dict(self.emb.extras))
+            self.set_name, self.number, self.request.entity, self.id_type, self.offline, dict(self.emb.extras))
         self.record("feast_apply", feature_view=self.feature_view)
 
     def step_online(self) -> None:
-        with bar(len(self.frame), "online store", unit="rows", enabled=self.p.progress) as b:
-            self.p.feast.write_online(self.feature_view, self.frame, progress=b.update)
-        del self.frame
+        with bar(len(self.emb), "online store", unit="rows", enabled=self.p.progress) as b:
+            if self.request.writers is None:
+                self.p.feast.write_online(self.feature_view, self.frame, progress=b.update)
+                del self.frame
+            else:
+                self.request.writers.write_online(self.feature_view, self.emb, self.request.entity,
+                                                  self.version.valid_from, progress=b.update)
         self.record("online")
 
     def step_index(self) -> None:

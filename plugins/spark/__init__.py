@@ -24,6 +24,8 @@ pyspark is imported only when the engine is used.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
@@ -64,6 +66,8 @@ class SparkEngine(Engine):
                 from pyspark.sql import SparkSession
             except ImportError:
                 raise ConfigError("the spark engine needs pyspark: pip install 'embstore[spark]'") from None
+            if self.config.master.startswith("local"):  # the workers run this interpreter, with embstore in it
+                os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
             builder = (SparkSession.builder.master(self.config.master).appName(self.config.app_name)
                        .config("spark.sql.session.timeZone", "UTC").config("spark.ui.showConsoleProgress", "false"))
             for key, value in self.spark_conf().items():
@@ -73,7 +77,10 @@ class SparkEngine(Engine):
         return self._session
 
     def spark_conf(self) -> dict[str, str]:
-        return {"spark.ui.enabled": "false", **self.config.conf}
+        """The session's conf: on a local master the Python workers are this interpreter (a cluster's
+        executors need embstore installed in their own Python: spark.pyspark.python)."""
+        local = {"spark.pyspark.python": sys.executable} if self.config.master.startswith("local") else {}
+        return {"spark.ui.enabled": "false", **local, **self.config.conf}
 
     def inputs(self, specs: Sequence[Any]):
         from embstore_plugins.spark.inputs import SparkInputs
@@ -99,10 +106,15 @@ class SparkEngine(Engine):
         return {"type": "spark", "spark_conf": {"spark.master": self.config.master, "spark.sql.session.timeZone": "UTC",
                                                 **self.spark_conf()}}
 
+    def writers(self, repo: Path):
+        from embstore_plugins.spark.writers import SparkWriters
+
+        return SparkWriters(self, repo)
+
     def close(self) -> None:
-        if self._session is not None:
-            self._session.stop()
-            self._session = None
+        """Let go of the session; it stays up for the rest of the process (Spark keeps one session per
+        process, which another store or a user's own code may share), and stops when the process exits."""
+        self._session = None
 
 
 @hookimpl

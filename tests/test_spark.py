@@ -1,0 +1,161 @@
+"""The spark engine in local[2]: lake-style inputs, the local engine's semantics, and every guarantee
+of the lifecycle (numbers, valid-from, aliases, all or nothing, Feast's Spark offline store, online
+rows from the executors in Redis)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import MOVIELENS, drop_team_store, team_settings
+from embstore.errors import ConfigError
+from embstore.graph import Graph
+from embstore.inputs import Inputs, InputSpec
+from embstore.store import EmbeddingStore
+
+pytestmark = pytest.mark.spark
+COLUMNS = {"user_id": "userId", "item_id": "movieId"}
+
+
+@pytest.fixture(scope="module")
+def spark_available():
+    try:
+        import pyspark  # noqa: F401
+    except ImportError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI requires the spark engine's tests: {exc}")
+        pytest.skip(f"pyspark is not installed (pip install 'embstore[spark]'): {exc}")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory, spark_available) -> Path:
+    """MovieLens as a lake would hold it: hive-style partitions, several parquet files each."""
+    root = tmp_path_factory.mktemp("lake") / "ratings"
+    ratings = pd.read_csv(MOVIELENS / "ratings.csv")
+    for part, group in ratings.groupby(ratings["userId"] % 3):
+        (root / f"shard={part}").mkdir(parents=True)
+        for i, chunk in enumerate(np.array_split(group, 2)):
+            pq.write_table(pa.Table.from_pandas(chunk, preserve_index=False), root / f"shard={part}" / f"f{i}.parquet")
+    return root
+
+
+@pytest.fixture(scope="module")
+def in_file_order(dataset, tmp_path_factory) -> Path:
+    """The same rows as one local file, in the order the dataset holds them (file path, row)."""
+    path = tmp_path_factory.mktemp("local") / "ratings.parquet"
+    frames = [pq.read_table(f).to_pandas() for f in sorted(dataset.rglob("*.parquet"))]
+    pd.concat(frames).drop(columns=["shard"], errors="ignore").to_parquet(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def engine(spark_available, tmp_path_factory):
+    from embstore_plugins.spark import SparkConfig, SparkEngine
+
+    return SparkEngine(SparkConfig(master="local[2]"), tmp_path_factory.mktemp("engine"))
+
+
+@pytest.fixture
+def team_spark_store(home, team_available, spark_available):
+    store = EmbeddingStore.init(home, progress=False, engine="spark", engine_config={"master": "local[2]"},
+                                **team_settings())
+    try:
+        yield store
+    finally:
+        drop_team_store(store)
+
+
+def test_sequences_and_item_graph_equal_the_local_engines_on_movielens(engine, dataset, in_file_order):
+    spark = engine.inputs([InputSpec("interactions", dataset, COLUMNS)])
+    local = Inputs([InputSpec("interactions", in_file_order, COLUMNS)])
+    for min_rating, gap in ((3.5, None), (None, 3600.0)):
+        seqs = spark.sequences(min_rating=min_rating, session_gap=gap).toPandas().sort_values(["user", "session"])
+        expected = local.sequences(min_rating=min_rating, session_gap=gap)
+        assert [list(s) for s in seqs["items"]] == [expected.vocab[s].tolist() for s in expected]
+    from embstore_plugins.random_walks import DeepWalkConfig
+    from embstore_plugins.spark.training import walk_graph
+
+    for directed, self_loops in ((None, True), (False, False)):
+        config = DeepWalkConfig(min_rating=3.5, directed=directed, self_loops=self_loops)
+        got = walk_graph(spark, config)
+        want = Graph.from_sequences(local.sequences(min_rating=3.5), directed=directed is not False,
+                                    self_loops=self_loops)
+        for part in ("ids", "indptr", "indices", "weights"):
+            np.testing.assert_array_equal(getattr(got, part), getattr(want, part))
+    assert spark.newest_time() == local.newest_time()
+
+
+def test_walks_from_the_executors_are_the_local_walks(engine):
+    from embstore.walks import WalkConfig, random_walks, walk_range
+
+    rng = np.random.default_rng(0)
+    graph = Graph.from_edges(rng.integers(0, 300, 3000), rng.integers(0, 300, 3000), directed=False)
+    config = WalkConfig(walk_length=12, walks_per_node=3, p=0.5, q=2.0, seed=7)
+    whole = random_walks(graph, config, progress=False)
+    parts = engine.session.sparkContext.parallelize([(0, 250), (250, 601), (601, 900)], 3).map(
+        lambda r: [w.tolist() for w in walk_range(graph, config, *r)]).collect()
+    assert [w for part in parts for w in part] == [w.tolist() for w in whole]
+
+
+def test_a_spark_run_publishes_with_every_guarantee(team_spark_store, dataset):
+    store = team_spark_store
+    inputs = [InputSpec("interactions", dataset, COLUMNS)]
+    v1 = store.run("item2vec", "movies", inputs, {"min_rating": 3.5, "epochs": 1, "dim": 16}, promote="prod",
+                   until="2015-01-01")
+    assert v1.valid_from == pd.Timestamp("2015-01-01", tz="UTC") and v1.metrics["trainer"] == "spark-ml-word2vec"
+    assert any(k.startswith("embeddings/bucket=0/") for k in v1.checksums)  # Spark's partitioned dataset
+    ids = store.load(v1).ids[:20].tolist()
+    online = np.asarray(store.online_vectors("movies@prod", ids), dtype=np.float32)  # written by the executors
+    np.testing.assert_array_equal(online, store.vectors(v1, ids).matrix)
+    fs = store.feast.store  # Feast's own historical join, on Spark
+    rows = pd.DataFrame({"item_id": ids[:3], "event_timestamp": pd.to_datetime(["2016-01-01"] * 3, utc=True)})
+    joined = fs.get_historical_features(entity_df=rows, features=["movies__v1:embedding"]).to_df()
+    got = {r.item_id: np.asarray(r.embedding, dtype=np.float32) for r in joined.itertuples()}
+    for i in ids[:3]:
+        np.testing.assert_array_equal(got[i], store.vectors(v1, [i]).matrix[0])
+    ours = store.join(rows.assign(event_timestamp=pd.to_datetime(["2014-01-01", "2016-01-01", "2016-01-01"], utc=True)),
+                      "movies@1")
+    assert ours["movies_embedding"][0] is None and ours["movies_embedding"][1] is not None
+    from embstore.ops.consistency import check_store
+
+    assert check_store(store).ok
+
+
+def test_a_kill_during_a_spark_publish_leaves_the_previous_version_serving(team_spark_store, dataset, cli_env):
+    store = team_spark_store
+    inputs = [InputSpec("interactions", dataset, COLUMNS)]
+    first = store.run("item2vec", "movies", inputs, {"min_rating": 3.5, "epochs": 1, "dim": 8}, promote="prod")
+    code = textwrap.dedent(f"""
+        from embstore.inputs import InputSpec
+        from embstore.store import EmbeddingStore
+        store = EmbeddingStore({str(store.home)!r}, progress=False)
+        store.run("item2vec", "movies", [InputSpec("interactions", {str(dataset)!r}, {COLUMNS!r})],
+                  {{"min_rating": 3.5, "epochs": 1, "dim": 8, "seed": 2}}, promote="prod")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], env=dict(cli_env, EMBSTORE_FAULT_AFTER="online"),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    again = EmbeddingStore(store.home, progress=False)  # reopening reaps the killed publisher's version
+    assert [v.status for v in again.versions("movies")] == ["published", "failed"]
+    assert again.resolve("movies@prod").number == first.number == 1
+    np.testing.assert_array_equal(again.vectors("movies@prod", [260]).matrix, store.vectors(first, [260]).matrix)
+    assert again.gc() == ["movies@2"] and not (store.home / "sets" / "movies" / "v2").exists()
+    again.close()
+
+
+def test_the_spark_engine_refuses_a_sqlite_online_store_before_training(home, dataset, spark_available):
+    store = EmbeddingStore.init(home, progress=False, engine="spark", engine_config={"master": "local[2]"})
+    with pytest.raises(ConfigError, match="SQLite online store cannot take writers on other hosts"):
+        store.run("item2vec", "movies", [InputSpec("interactions", dataset, COLUMNS)])
+    assert store.sets() == []
+    store.close()
