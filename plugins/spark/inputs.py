@@ -200,21 +200,36 @@ class SparkInputs(InputKinds):
                 .agg(F.sort_array(F.collect_list(F.struct("pos", "item"))).alias("steps"))
                 .select("user", "session", F.col("steps.item").alias("items")))
 
-    def moves(self, min_rating: float | None = None, session_gap: float | None = None,
-              self_loops: bool = True) -> "DataFrame":
-        """src, dst, weight: how often a sequence moves from src to dst (Graph.from_sequences's arcs)."""
+    def frequent_events(self, min_rating: float | None, session_gap: float | None,
+                        min_interactions: int = 1) -> "DataFrame":
+        """``sequence_events`` without the items seen fewer than ``min_interactions`` times (the
+        neighbours of a dropped item become adjacent), as embstore.graph.frequent_items."""
         from pyspark.sql import Window
         from pyspark.sql import functions as F
 
         events = self.sequence_events(min_rating, session_gap)
+        if min_interactions <= 1:
+            return events
+        counted = events.withColumn("seen", F.count(F.lit(1)).over(Window.partitionBy("item")))
+        return counted.where(F.col("seen") >= min_interactions).drop("seen")
+
+    def moves(self, min_rating: float | None = None, session_gap: float | None = None,
+              self_loops: bool = True, min_interactions: int = 1) -> "DataFrame":
+        """src, dst, weight: how often a sequence moves from src to dst (Graph.from_sequences's arcs)."""
+        from pyspark.sql import Window
+        from pyspark.sql import functions as F
+
+        events = self.frequent_events(min_rating, session_gap, min_interactions)
         nxt = F.lead("item").over(Window.partitionBy("user", "session").orderBy("pos"))
         pairs = events.select(F.col("item").alias("src"), nxt.alias("dst")).where(F.col("dst").isNotNull())
         if not self_loops:
             pairs = pairs.where(F.col("src") != F.col("dst"))
         return pairs.groupBy("src", "dst").agg(F.count(F.lit(1)).cast("double").alias("weight"))
 
-    def vocabulary(self, min_rating: float | None = None, session_gap: float | None = None) -> np.ndarray:
-        ids = [r[0] for r in self.sequence_events(min_rating, session_gap).select("item").distinct().collect()]
+    def vocabulary(self, min_rating: float | None = None, session_gap: float | None = None,
+                   min_interactions: int = 1) -> np.ndarray:
+        events = self.frequent_events(min_rating, session_gap, min_interactions)
+        ids = [r[0] for r in events.select("item").distinct().collect()]
         return np.sort(np.asarray(ids, dtype=np.int64 if ids and isinstance(ids[0], int) else object))
 
     # -- to the driver --------------------------------------------------------------------

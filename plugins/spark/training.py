@@ -95,8 +95,9 @@ def walk_graph(inputs: "SparkInputs", config: Any):
         directed = False if config.directed is None else config.directed
         return Graph.from_edges(edges["src"].to_numpy(), edges["dst"].to_numpy(), edges["weight"].to_numpy(),
                                 directed=directed)
-    moves = inputs.moves(config.min_rating, config.session_gap, config.self_loops).toPandas()
-    vocab = inputs.vocabulary(config.min_rating, config.session_gap)
+    threshold = int(getattr(config, "min_interactions", 1))
+    moves = inputs.moves(config.min_rating, config.session_gap, config.self_loops, threshold).toPandas()
+    vocab = inputs.vocabulary(config.min_rating, config.session_gap, threshold)
     directed = True if config.directed is None else config.directed
     return Graph.from_edges(moves["src"].to_numpy(), moves["dst"].to_numpy(), moves["weight"].to_numpy(),
                             directed=directed, nodes=vocab)
