@@ -1,4 +1,4 @@
-"""The explorer in a real headless Chromium: look up a MovieLens movie, see neighbours, scores, histogram.
+"""The explorer in a real headless Chromium: look up a MovieLens movie, see neighbours, scores, histogram; sign in with the token.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (/usr/bin/chromium, /usr/bin/chromedriver) and
 selenium. Without them the test skips, except under ``CI=true``, where it fails. The screenshot is
@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -59,9 +60,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(prerequisites, tmp_path_factory):
+def movies_home(prerequisites, tmp_path_factory):
     """item2vec on MovieLens as movies@1 (prod), a perturbed copy as movies@2, and movies@3: movies@1's
-    vectors behind a coarse IVF index (one list probed of 64) that misses neighbours, served with movies.csv."""
+    vectors behind a coarse IVF index (one list probed of 64) that misses neighbours."""
     from embstore.embeddings import Embeddings
     from embstore.inputs import InputSpec
     from embstore.store import EmbeddingStore
@@ -82,13 +83,17 @@ def server(prerequisites, tmp_path_factory):
     store.publish("movies", Embeddings(ids=ids, vectors=vecs), producer="item2vec-ivf",
                   retriever_config={"index": "ivf", "nlist": 64, "nprobe": 1})
     store.close()
+    return home
 
+
+def _serve(home: Path, log_path: Path, *extra: str, env: dict | None = None):
+    """`embstore serve` of ``home`` with movies.csv as metadata on a free port: (process, base URL, log)."""
     port = _free_port()
-    log = open(root / "server.log", "w")
+    log = open(log_path, "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "embstore.cli", "--home", str(home), "serve", "--port", str(port),
-         "--metadata", f"movies={MOVIELENS / 'movies.csv'}:movieId", "--log-level", "warning"],
-        stdout=log, stderr=subprocess.STDOUT,
+         "--metadata", f"movies={MOVIELENS / 'movies.csv'}:movieId", "--log-level", "warning", *extra],
+        stdout=log, stderr=subprocess.STDOUT, env=env,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
@@ -101,16 +106,40 @@ def server(prerequisites, tmp_path_factory):
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"embstore serve did not start:\n{(root / 'server.log').read_text()}")
+                raise AssertionError(f"embstore serve did not start:\n{log_path.read_text()}")
             time.sleep(0.2)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    except BaseException:
+        _stop(proc, log)
+        raise
+    return proc, base, log
+
+
+def _stop(proc, log) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def server(movies_home):
+    proc, base, log = _serve(movies_home, movies_home.parent / "server.log")
+    yield base
+    _stop(proc, log)
+
+
+TOKEN = "browser-test-token-7f3a9c1e5b"
+
+
+@pytest.fixture(scope="module")
+def guarded_server(movies_home):
+    """The same home served on every address (0.0.0.0), so with a token (from EMBSTORE_TOKEN)."""
+    env = dict(os.environ, EMBSTORE_TOKEN=TOKEN)
+    proc, base, log = _serve(movies_home, movies_home.parent / "guarded.log", "--host", "0.0.0.0", env=env)
+    yield base
+    _stop(proc, log)
 
 
 @pytest.fixture(scope="module")
@@ -320,3 +349,50 @@ def test_map_is_coloured_by_a_chosen_metadata_value(server, browser):
     links = browser.find_elements(By.CSS_SELECTOR, "#neighbour-table tbody tr a")
     assert "color_value=Comedy" in links[0].get_attribute("href")  # following a neighbour keeps the colouring
     assert not [e for e in browser.get_log("browser") if e.get("level") == "SEVERE"]
+
+
+def test_the_explorer_asks_for_the_token_once(guarded_server, browser):
+    """Off loopback the server needs its token: the explorer sends the browser to a sign-in form once,
+    then a cookie carries it (the page, its type-ahead calls, other pages, the API docs)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+
+    wait = _wait(browser)
+    browser.delete_all_cookies()
+    browser.get(guarded_server + "/explorer?ref=movies@prod&id=1")
+    token_box = wait.until(ec.element_to_be_clickable((By.ID, "token")))
+    assert "/login?next=" in browser.current_url and "sign in" in browser.title
+    token_box.send_keys("not-this-servers-token")
+    _submit_and_wait(browser, browser.find_element(By.ID, "sign-in").click)
+    assert browser.find_element(By.CSS_SELECTOR, "p.message").text == "That is not this server's token."
+    browser.find_element(By.ID, "token").send_keys(TOKEN)
+    _submit_and_wait(browser, browser.find_element(By.ID, "sign-in").click)
+    assert browser.current_url == guarded_server + "/explorer?ref=movies@prod&id=1"  # back where it was going
+    assert browser.find_element(By.CSS_SELECTOR, "#item .item-label").text == "Toy Story (1995)"
+    assert browser.execute_script("return document.cookie") == ""  # HttpOnly: no script reads the session
+
+    box = browser.find_element(By.ID, "q")  # the page's own calls (type-ahead) carry the cookie
+    box.clear()
+    box.send_keys("Jumanji")
+    wait.until(ec.text_to_be_present_in_element((By.XPATH, "//ul[@id='suggestions']/li[1]/a"), "Jumanji (1995)"))
+
+    browser.get(guarded_server + "/explorer?ref=movies@2&id=2")  # asked once: another page needs nothing more
+    assert "/login" not in browser.current_url
+    assert browser.find_element(By.CSS_SELECTOR, "#item .item-label").text == "Jumanji (1995)"
+    browser.get(guarded_server + "/docs")  # Swagger UI reads the schema with the cookie too
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, ".opblock-summary-path")))
+    assert "/api/sets/{ref}/similar" in browser.find_element(By.TAG_NAME, "body").text
+
+    try:  # without the cookie the API answers 401 in the app's JSON format
+        urllib.request.urlopen(guarded_server + "/api/sets", timeout=10)
+        raise AssertionError("no 401 without the token")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 401 and json.load(exc)["error"] == "unauthorized"
+    request = urllib.request.Request(guarded_server + "/api/sets", headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        assert "movies" in {s["name"] for s in json.load(r)["sets"]}
+
+    browser.get(guarded_server + "/logout")
+    browser.get(guarded_server + "/explorer?ref=movies@prod&id=1")
+    assert "/login?next=" in browser.current_url  # signed out: asked again
+    assert not [e for e in browser.get_log("browser") if e.get("level") == "SEVERE" and "401" not in e.get("message", "")]

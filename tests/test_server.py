@@ -177,8 +177,11 @@ def test_vector_recall_errors(served):
     assert "k must be between" in error_of(
         client.post("/api/sets/items/recall/vector", json={"vector": [0.1] * DIM, "k": 51}), 422)["message"]
     nan = '{"vector": [NaN' + ", 0.1" * (DIM - 1) + "]}"
-    assert "NaN" in error_of(client.post("/api/sets/items/recall/vector", content=nan,
-                                         headers={"content-type": "application/json"}), 422)["message"]
+    assert "vector.0: Input should be a finite number" in error_of(
+        client.post("/api/sets/items/recall/vector", content=nan, headers={"content-type": "application/json"}),
+        422)["message"]
+    too_big = error_of(client.post("/api/sets/items/recall/vector", json={"vector": [4e38] * DIM}), 422)
+    assert "vector.0: Input should be less than or equal to" in too_big["message"]  # inf once float32
     assert error_of(client.post("/api/sets/items/recall/vector", content="not json",
                                 headers={"content-type": "application/json"}), 422)
     assert error_of(client.post("/api/sets/gone/recall/vector", json={"vector": [0.1] * DIM}), 404)
@@ -597,3 +600,154 @@ def test_openapi_describes_similar_with_metadata(served):
     assert {"metadata", "query_metadata"} <= set(schema["properties"])
     assert set(schema["required"]) == {"ref", "metric", "query", "ids", "scores"}  # absent unless asked
     assert "missing" not in schema["properties"]
+
+
+# -- the token: required off loopback, asked once by the explorer -----------------------------------
+
+TOKEN = "test-token-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def guarded(served):
+    store, _, _ = served
+    app = create_app(store, token=TOKEN, max_k=50)
+    with TestClient(app) as client:
+        yield client
+
+
+def test_a_token_guards_every_endpoint_but_health(guarded):
+    assert guarded.get("/api/health").json() == {"status": "ok"}
+    for method, url, body in (("GET", "/api/sets", None), ("GET", "/api/sets/items@prod/similar?id=3", None),
+                              ("POST", "/api/sets/items/vectors", {"ids": [1]}), ("GET", "/openapi.json", None),
+                              ("GET", "/api/nothing/here", None)):
+        r = guarded.request(method, url, json=body)
+        body401 = error_of(r, 401)
+        assert body401["error"] == "unauthorized" and "Authorization: Bearer" in body401["message"]
+        assert r.headers["www-authenticate"].startswith("Bearer")
+        wrong = guarded.request(method, url, json=body, headers={"Authorization": "Bearer not-the-token-at-all"})
+        assert wrong.status_code == 401
+    ok = guarded.get("/api/sets/items@prod/similar", params={"id": 3, "k": 4},
+                     headers={"Authorization": f"Bearer {TOKEN}"})
+    assert ok.status_code == 200 and len(ok.json()["ids"]) == 4
+    assert guarded.get("/static/explorer.css").status_code == 200  # assets hold no data
+
+
+def test_the_schema_documents_the_token(guarded):
+    schema = guarded.get("/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    assert schema["components"]["securitySchemes"]["bearer"] == {
+        "type": "http", "scheme": "bearer", "description": schema["components"]["securitySchemes"]["bearer"]["description"]}
+    similar = schema["paths"]["/api/sets/{ref}/similar"]["get"]
+    assert similar["security"] == [{"bearer": []}] and "401" in similar["responses"]
+    assert schema["paths"]["/api/health"]["get"]["security"] == []
+
+
+def test_the_explorer_asks_for_the_token_once_and_keeps_a_cookie(guarded):
+    page = guarded.get("/explorer?ref=items@prod&id=3", follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"] == "/login?next=%2Fexplorer%3Fref%3Ditems%40prod%26id%3D3"
+    form = guarded.get(page.headers["location"])
+    assert form.status_code == 200 and 'name="token"' in form.text and 'value="/explorer?ref=items@prod&amp;id=3"' in form.text
+    wrong = guarded.post("/login", data={"token": "nope", "next": "/explorer?ref=items@prod&id=3"}, follow_redirects=False)
+    assert wrong.status_code == 401 and "not this server&#x27;s token" in wrong.text and "set-cookie" not in wrong.headers
+    right = guarded.post("/login", data={"token": TOKEN, "next": "/explorer?ref=items@prod&id=3"}, follow_redirects=False)
+    assert right.status_code == 303 and right.headers["location"] == "/explorer?ref=items@prod&id=3"
+    cookie = right.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and TOKEN not in cookie
+    session = cookie.split(";", 1)[0]
+    headers = {"Cookie": session}
+    assert guarded.get("/explorer?ref=items@prod&id=3", headers=headers).status_code == 200
+    assert guarded.get("/api/sets", headers=headers).status_code == 200  # the page's own API calls
+    assert guarded.get("/explorer/suggest?ref=items&q=Item", headers=headers).status_code == 200
+    out = guarded.get("/logout", follow_redirects=False)
+    assert out.status_code == 303 and "Max-Age=0" in out.headers["set-cookie"]
+    assert guarded.get("/api/sets", headers={"Cookie": "embstore_session=forged"}).status_code == 401
+
+
+@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil", "", None, "explorer"])
+def test_sign_in_only_returns_to_this_server(target):
+    from embstore.server.auth import safe_next
+
+    assert safe_next(target) == "/explorer"
+    assert safe_next("/explorer?ref=a@1&k=5") == "/explorer?ref=a@1&k=5"
+
+
+def test_a_short_token_is_refused(served):
+    store, _, _ = served
+    with pytest.raises(ConfigError, match="at least 16"):
+        create_app(store, token="short")
+
+
+def _start_serve(home, *args, env_extra=None, expect_exit=False):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, **(env_extra or {}))
+    env.pop("EMBSTORE_FAULT_AFTER", None)
+    proc = subprocess.Popen([sys.executable, "-m", "embstore.cli", "--home", str(home), "serve", "--log-level",
+                             "warning", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if expect_exit:
+        out, _ = proc.communicate(timeout=60)
+        return proc.returncode, out
+    return proc
+
+
+def _wait_up(proc, url):
+    import urllib.request
+
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"embstore serve exited: {proc.stdout.read()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError("embstore serve did not come up")
+
+
+def _get(url, token=None):
+    import json
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
+def test_serve_off_loopback_needs_a_token_from_the_option_or_the_environment(store, home):
+    store.publish("items", clustered_embeddings(seed=1, dim=DIM), promote="prod")
+    code, out = _start_serve(home, "--host", "0.0.0.0", "--port", str(_free_port()), expect_exit=True)
+    assert code == 1 and out.strip().startswith("error: binding 0.0.0.0 exposes the embeddings") and "EMBSTORE_TOKEN" in out
+    port = _free_port()
+    proc = _start_serve(home, "--host", "0.0.0.0", "--port", str(port), env_extra={"EMBSTORE_TOKEN": TOKEN})
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_up(proc, base + "/api/health")
+        assert _get(base + "/api/sets/items@prod/similar?id=3")[0] == 401
+        status, body = _get(base + "/api/sets/items@prod/similar?id=3", TOKEN)
+        assert status == 200 and body["ref"] == "items@1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_serve_with_several_workers_answers_and_follows_alias_moves(store, home):
+    store.publish("items", clustered_embeddings(seed=1, dim=DIM), promote="prod")
+    store.publish("items", clustered_embeddings(seed=2, dim=DIM))
+    port = _free_port()
+    proc = _start_serve(home, "--port", str(port), "--workers", "2", "--token", TOKEN)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_up(proc, base + "/api/health")
+        assert _get(base + "/api/sets/items@prod")[0] == 401
+        assert {_get(base + "/api/sets/items@prod", TOKEN)[1]["ref"] for _ in range(10)} == {"items@1"}
+        store.promote("items@2", "prod")
+        assert {_get(base + "/api/sets/items@prod", TOKEN)[1]["ref"] for _ in range(10)} == {"items@2"}  # both workers
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -1,28 +1,41 @@
 """The HTTP app: JSON recall endpoints under ``/api`` and the explorer page.
 
-Every request resolves its ref (``set``, ``set@3``, ``set@prod``) against the
-registry, so an alias move is seen by the next request without a restart;
-the vectors and index of each version stay loaded in the store's caches, so
-the switch costs nothing once the new version is warm (``Warmer`` loads
-newly aliased versions in the background).
+Every request resolves its ref (``set``, ``set@3``, ``set@prod``): the reader keeps
+resolved refs until the registry's change counter moves, so an alias move is seen
+by the next request without a restart, at the cost of one counter read; the vectors
+and index of each version stay loaded in the store's caches, so the switch costs
+nothing once the new version is warm (``Warmer`` loads newly aliased versions in the
+background).
+
+Routes run their work in the request thread pool and send pydantic's JSON of the
+response model (one hop off the event loop); ``/api/sets/{ref}/similar``, the one
+recall services call per request, is a plain Starlette route in front of the
+documented one (see ``_similar_route``). With a token every request but
+/api/health needs it (embstore.server.auth). The OpenAPI schema says what the
+server accepts: a schemathesis run of it is bench/bench_schema.py.
 
     app = create_app(EmbeddingStore(home), metadata={"movies": Metadata.load("movies.csv")})
 """
 
 from __future__ import annotations
 
+import hmac
+import json
 import logging
+import os
 import threading
-from typing import Any, Union
+from typing import Annotated, Any, Union
 
 import numpy as np
 import pydantic
 from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from embstore.errors import (
+    BackendUnavailableError,
     ConfigError,
     EmbeddingsError,
     EmbstoreError,
@@ -38,8 +51,20 @@ from embstore.refs import Ref
 
 log = logging.getLogger("embstore.server")
 
-Id = Union[int, str]
+def _integral(value: Any) -> Any:
+    """JSON's integers include 57.0: taken as 57 (bools, text and fractions stay refused)."""
+    return int(value) if type(value) is float and value.is_integer() else value
+
+
+JsonInt = Annotated[int, pydantic.BeforeValidator(_integral)]
+Id = Union[JsonInt, str]
 DEFAULT_MAX_K = 1000
+FLOAT32_MAX = 3.4028234663852886e38  # larger query values would be inf once float32
+# What Ref.parse accepts (embstore.refs): a set name (a letter, then letters, digits and single
+# underscores, 100 at most), then optionally @ and a version number or an alias; (?![\s\S]) ends
+# the text in every regex dialect (a '$' lets Python's re take a trailing newline).
+SET_PATTERN = r"^[A-Za-z](?:[A-Za-z0-9]|_(?!_)){0,99}(?![\s\S])"
+REF_PATTERN = r"^[A-Za-z](?:[A-Za-z0-9]|_(?!_)){0,99}(?:@(?:[0-9]+|[A-Za-z][A-Za-z0-9_-]{0,99}))?(?![\s\S])"
 
 # -- response and request bodies ----------------------------------------------
 
@@ -73,8 +98,13 @@ class SimilarOut(pydantic.BaseModel):
                           "null where the table lacks the id), same order as ids; absent otherwise")
 
 
+STRICT = pydantic.ConfigDict(strict=True)  # JSON bodies: 1 is no bool, "3" no integer, true no id
+
+
 class VectorsIn(pydantic.BaseModel):
-    ids: list[Id] = pydantic.Field(min_length=1, max_length=10_000, description="ids to read")
+    model_config = STRICT
+
+    ids: list[Id] = pydantic.Field(min_length=1, max_length=10_000, description="ids to read", examples=[[1, 2, 3]])
     allow_missing: bool = pydantic.Field(False, description="skip unknown ids (listed in missing) instead of 404")
 
 
@@ -86,9 +116,19 @@ class VectorsOut(pydantic.BaseModel):
     missing: list[Id] = pydantic.Field(default_factory=list)
 
 
+QueryValue = Annotated[float, pydantic.Field(ge=-FLOAT32_MAX, le=FLOAT32_MAX, allow_inf_nan=False)]
+
+
+def _no_default(schema: dict) -> None:
+    schema.pop("default", None)  # optional, but never null: absent means "not given"
+
+
 class VectorRecallIn(pydantic.BaseModel):
-    vector: list[float] = pydantic.Field(min_length=1, description="query vector of the set's dimension")
-    k: int = pydantic.Field(10, ge=1, description="neighbours wanted (at most the server's --max-k)")
+    model_config = STRICT
+
+    vector: list[QueryValue] = pydantic.Field(min_length=1, description="query vector of the set's dimension "
+                                                                        "(float32 values)")
+    k: JsonInt = pydantic.Field(10, ge=1, description="neighbours wanted (at most the server's --max-k)")
     exclude: list[Id] = pydantic.Field(default_factory=list, description="ids never returned")
 
 
@@ -97,14 +137,31 @@ class UserRecallIn(pydantic.BaseModel):
     vectors, each scaled to unit length first under the cosine metric), or user_ref and user_id
     (the user's row in a user embedding set of the same space and dimension, e.g. FM's)."""
 
-    recent_ids: list[Id] | None = pydantic.Field(None, min_length=1, max_length=10_000,
-                                                 description="items the user touched recently")
-    user_ref: str | None = pydantic.Field(None, description="user embedding set ref, e.g. fm_user@prod")
-    user_id: Id | None = pydantic.Field(None, description="the user's id in user_ref")
-    k: int = pydantic.Field(10, ge=1, description="neighbours wanted (at most the server's --max-k)")
+    model_config = pydantic.ConfigDict(strict=True, json_schema_extra={"oneOf": [
+        {"required": ["recent_ids"], "not": {"anyOf": [{"required": ["user_ref"]}, {"required": ["user_id"]}]}},
+        {"required": ["user_ref", "user_id"], "not": {"required": ["recent_ids"]}},
+    ]})
+
+    recent_ids: list[Id] = pydantic.Field(None, min_length=1, max_length=10_000, json_schema_extra=_no_default,
+                                          description="items the user touched recently", examples=[[1, 2, 3]])
+    user_ref: str = pydantic.Field(None, json_schema_extra=lambda schema: (_no_default(schema),
+                                                                           schema.update(pattern=REF_PATTERN)),
+                                   description="user embedding set ref, e.g. fm_user@prod (with user_id)")
+    user_id: Id = pydantic.Field(None, json_schema_extra=_no_default, description="the user's id in user_ref")
+    k: JsonInt = pydantic.Field(10, ge=1, description="neighbours wanted (at most the server's --max-k)")
     exclude: list[Id] = pydantic.Field(default_factory=list, description="ids never returned")
     exclude_recent: bool = pydantic.Field(True, description="leave the recent ids out of the result")
     allow_missing: bool = pydantic.Field(False, description="skip unknown recent ids instead of 404")
+
+    @pydantic.model_validator(mode="after")
+    def _one_source(self) -> "UserRecallIn":
+        by_items = self.recent_ids is not None
+        by_user = self.user_ref is not None or self.user_id is not None
+        if by_items == by_user:
+            raise ValueError("give either recent_ids, or user_ref and user_id")
+        if by_user and (self.user_ref is None or self.user_id is None):
+            raise ValueError("a user embedding set query needs both user_ref and user_id")
+        return self
 
 
 class VersionOut(pydantic.BaseModel):
@@ -291,7 +348,7 @@ class Warmer:
             return loaded
         for ref in targets:
             try:
-                self.store.vectors(ref, [])
+                self.store.load(ref).prepare()  # vectors mapped, the id hash table built
                 self.store.retriever(ref)
             except Exception as exc:
                 log.warning("warm-up of %s failed: %s", ref, exc)
@@ -321,6 +378,8 @@ class Warmer:
 # -- errors -------------------------------------------------------------------
 
 def _error_status(exc: EmbstoreError) -> tuple[int, str]:
+    if isinstance(exc, BackendUnavailableError):
+        return 503, "unavailable"  # the registry is down: retry later
     if isinstance(exc, UnknownIdsError):
         return 404, "unknown_ids"
     if isinstance(exc, NotFoundError):
@@ -342,14 +401,17 @@ def _embstore_error(_request: Request, exc: EmbstoreError) -> JSONResponse:
 
 def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
     parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path"))
+    for err in exc.errors():  # loc without where it came from and pydantic's validator tags (function-before[...])
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path") and "[" not in str(p))
         got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], (dict, list)) else ""
         parts.append(f"{where or 'body'}: {err.get('msg', 'invalid')}{got}")
     return JSONResponse({"error": "invalid_request", "message": "; ".join(parts)}, status_code=422)
 
 
 def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code == 400:  # FastAPI's "error parsing the body" (not JSON, not UTF-8): one code for bad bodies
+        return JSONResponse({"error": "invalid_request", "message": f"body: {exc.detail} (send JSON in UTF-8)"},
+                            status_code=422)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     message = "no such endpoint; see /docs" if exc.status_code == 404 else str(exc.detail)
     return JSONResponse({"error": code, "message": message}, status_code=exc.status_code,
@@ -360,10 +422,94 @@ ERRORS = {
     404: {"model": ErrorOut, "description": "unknown set, version, alias or id"},
     422: {"model": ErrorOut, "description": "invalid request: k out of range, wrong dimension, bad ref, "
                                            "metadata asked of a set the server has none for"},
+    500: {"model": ErrorOut, "description": "integrity: the version's stored files fail their checksums "
+                                           "(republish it or roll the alias back)"},
+    503: {"model": ErrorOut, "description": "unavailable: the version registry is unreachable; retry"},
 }
 
 REF = Path(description="a ref: set (latest published), set@3 (pinned) or set@prod (alias)",
-           examples=["movies_item2vec@prod"])
+           examples=["movies_item2vec@prod"], json_schema_extra={"pattern": REF_PATTERN})
+SET_NAME = Path(description="set name", examples=["movies_item2vec"], json_schema_extra={"pattern": SET_PATTERN})
+
+
+class SimilarQuery:
+    """The query of /similar (id, k, exclude, metadata), read with pydantic's own validators, so
+    values and errors are what FastAPI's declared parameters give, at a fraction of the cost.
+    ``parameters()`` documents them (and the path's ref) as FastAPI would."""
+
+    def __init__(self, max_k: int):
+        self.max_k = max_k
+        self._k = pydantic.TypeAdapter(Annotated[int, pydantic.Field(ge=1, le=max_k)])
+        self._flag = pydantic.TypeAdapter(bool)
+
+    def parse(self, params) -> tuple[str, int, list[str], bool]:
+        errors: list[dict] = []
+        item = params.get("id")
+        if item is None:
+            errors.append({"type": "missing", "loc": ("query", "id"), "msg": "Field required", "input": None})
+        k = self._value(self._k, params.get("k"), 10, "k", errors)
+        metadata = self._value(self._flag, params.get("metadata"), False, "metadata", errors)
+        if errors:
+            raise RequestValidationError(errors)
+        return item, k, params.getlist("exclude"), metadata
+
+    @staticmethod
+    def _value(adapter, raw, default, name: str, errors: list) -> Any:
+        if raw is None:
+            return default
+        try:
+            return adapter.validate_python(raw)
+        except pydantic.ValidationError as exc:
+            errors.extend({**e, "loc": ("query", name, *e["loc"])} for e in exc.errors())
+            return default
+
+    def parameters(self) -> list[dict]:
+        def param(name, where, schema, description, required=False):
+            return {"name": name, "in": where, "required": required, "description": description,
+                    "schema": {**schema, "description": description}}
+
+        return [
+            param("ref", "path", {"type": "string", "pattern": REF_PATTERN, "examples": ["movies_item2vec@prod"]},
+                  REF.description, required=True),
+            param("id", "query", {"type": "string", "examples": ["1"]}, "the item id", required=True),
+            param("k", "query", {"type": "integer", "minimum": 1, "maximum": self.max_k, "default": 10},
+                  "neighbours wanted"),
+            param("exclude", "query", {"type": "array", "items": {"type": "string"}, "default": []},
+                  "ids never returned (repeat the parameter)"),
+            param("metadata", "query", {"type": "boolean", "default": False},
+                  "add query_metadata and metadata (the rows of the set's table given to embstore serve "
+                  "--metadata); 422 when the server has none for the set"),
+        ]
+
+
+async def _answer(call, *args, **dump) -> Response:
+    """Run a service call in the request thread pool (it may search an index or wait on the
+    registry) and send its model as JSON, serialised by pydantic in that thread: one hop off the
+    event loop per request, where FastAPI's own response_model path takes several."""
+    def work() -> bytes:
+        return call(*args).model_dump_json(**dump).encode()
+
+    return Response(await run_in_threadpool(work), media_type="application/json")
+
+
+def _similar_route(app: FastAPI, service: Service) -> None:
+    """GET /api/sets/{ref}/similar, the endpoint recall services call per request. Served by a plain
+    Starlette route that is the app's first (routes are tried in order), its query read by
+    SimilarQuery: none of FastAPI's per-request parameter and dependency machinery. The same
+    handler is declared to FastAPI too, for the OpenAPI schema only (the first route always wins)."""
+    from starlette.routing import Route
+
+    similar_query = SimilarQuery(service.max_k)
+
+    async def similar(request: Request) -> Response:
+        item, k, exclude, metadata = similar_query.parse(request.query_params)
+        return await _answer(service.similar, request.path_params["ref"], item, k, exclude, metadata,
+                             exclude_unset=True)
+
+    app.get("/api/sets/{ref}/similar", response_model=SimilarOut, responses=ERRORS, tags=["recall"],
+            summary="similar items for an id, optionally with their metadata",
+            openapi_extra={"parameters": similar_query.parameters()})(similar)
+    app.router.routes.insert(0, Route("/api/sets/{ref}/similar", similar, methods=["GET"], include_in_schema=False))
 
 
 def api_router(service: Service) -> APIRouter:
@@ -375,52 +521,45 @@ def api_router(service: Service) -> APIRouter:
         return {"status": "ok"}
 
     @router.get("/sets", response_model=SetsOut, tags=["versions"], summary="embedding sets with their aliases")
-    def sets() -> SetsOut:
-        return service.sets()
+    async def sets() -> Response:
+        return await _answer(service.sets)
 
     @router.get("/sets/{name}/versions", response_model=SetVersionsOut, responses=ERRORS, tags=["versions"],
                 summary="versions, aliases and alias history of a set")
-    def versions(name: str = Path(description="set name", examples=["movies_item2vec"])) -> SetVersionsOut:
-        return service.set_versions(name)
+    async def versions(name: str = SET_NAME) -> Response:
+        return await _answer(service.set_versions, name)
 
     @router.get("/sets/{ref}", response_model=VersionOut, responses=ERRORS, tags=["versions"], summary="the version a ref names now")
-    def resolve(ref: str = REF) -> VersionOut:
-        return version_out(service.store.resolve(ref))
+    async def resolve(ref: str = REF) -> Response:
+        return await _answer(lambda r: version_out(service.store.resolve(r)), ref)
 
-    @router.get("/sets/{ref}/similar", response_model=SimilarOut, responses=ERRORS, response_model_exclude_unset=True,
-                tags=["recall"], summary="similar items for an id, optionally with their metadata")
-    def similar(
-        ref: str = REF,
-        id: str = Query(..., description="the item id", examples=["1"]),
-        k: int = Query(10, ge=1, le=max_k, description="neighbours wanted"),
-        exclude: list[str] = Query([], description="ids never returned (repeat the parameter)"),
-        metadata: bool = Query(False, description="add query_metadata and metadata (the rows of the set's table "
-                                                  "given to embstore serve --metadata); 422 when the server has none "
-                                                  "for the set"),
-    ) -> SimilarOut:
-        return service.similar(ref, id, k, exclude, with_metadata=metadata)
 
     @router.post("/sets/{ref}/recall/user", response_model=RecallOut, responses=ERRORS, tags=["recall"],
                  summary="recall for a user: from recent item ids, or from a user embedding set")
-    def recall_user(body: UserRecallIn, ref: str = REF) -> RecallOut:
-        return service.user_recall(ref, body)
+    async def recall_user(body: UserRecallIn, ref: str = REF) -> Response:
+        return await _answer(service.user_recall, ref, body)
 
     @router.post("/sets/{ref}/recall/vector", response_model=RecallOut, responses=ERRORS, response_model_exclude={"missing"},
                  tags=["recall"], summary="recall for a raw vector")
-    def recall_vector(body: VectorRecallIn, ref: str = REF) -> RecallOut:
-        return service.vector_recall(ref, body.vector, body.k, body.exclude)
+    async def recall_vector(body: VectorRecallIn, ref: str = REF) -> Response:
+        return await _answer(service.vector_recall, ref, body.vector, body.k, body.exclude, exclude={"missing"})
 
     @router.post("/sets/{ref}/vectors", response_model=VectorsOut, responses=ERRORS, tags=["vectors"],
                  summary="vectors for a batch of ids")
-    def vectors(body: VectorsIn, ref: str = REF) -> VectorsOut:
-        return service.vectors(ref, body)
+    async def vectors(body: VectorsIn, ref: str = REF) -> Response:
+        return await _answer(service.vectors, ref, body)
 
     return router
 
 
 def create_app(store, metadata: dict | None = None, *, max_k: int = DEFAULT_MAX_K,
-               warm_interval: float = 0.0, preload: bool = False) -> FastAPI:
-    """The ASGI app over an open ``EmbeddingStore``; ``metadata`` maps set name -> Metadata."""
+               warm_interval: float = 0.0, preload: bool = False, token: str | None = None,
+               threads: int | None = None, close_store: bool = False) -> FastAPI:
+    """The ASGI app over an open ``EmbeddingStore``; ``metadata`` maps set name -> Metadata.
+
+    ``token``: every request but /api/health, /login and static assets needs it (embstore.server.auth).
+    ``threads``: size of the thread pool requests run in (default: anyio's 40).
+    ``close_store``: close the store when the app shuts down (a worker process that opened it)."""
     from contextlib import asynccontextmanager
 
     from fastapi_offline import FastAPIOffline
@@ -432,11 +571,17 @@ def create_app(store, metadata: dict | None = None, *, max_k: int = DEFAULT_MAX_
 
     @asynccontextmanager
     async def lifespan(_app):
+        if threads is not None:
+            import anyio.to_thread
+
+            anyio.to_thread.current_default_thread_limiter().total_tokens = threads
         if preload:
             warmer.warm_once()
         warmer.start()
         yield
         warmer.stop()
+        if close_store:
+            store.close()
 
     app = FastAPIOffline(  # FastAPI with Swagger UI (/docs) and ReDoc (/redoc) served from local assets
         title="embstore",
@@ -455,6 +600,7 @@ def create_app(store, metadata: dict | None = None, *, max_k: int = DEFAULT_MAX_
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(api_router(service))
+    _similar_route(app, service)
     app.include_router(explorer_router(service))
     app.mount("/static", static_app(), name="static")
 
@@ -462,7 +608,90 @@ def create_app(store, metadata: dict | None = None, *, max_k: int = DEFAULT_MAX_
     def root() -> RedirectResponse:
         return RedirectResponse("/explorer")
 
+    if token is not None:
+        _require_token(app, token)
+    _document(app, max_k, token is not None)
     return app
+
+
+def _document(app: FastAPI, max_k: int, with_token: bool) -> None:
+    """What the generated OpenAPI schema cannot know by itself: the server's --max-k as the bodies'
+    k maximum, and with a token the bearer scheme and the 401 of every operation but /api/health."""
+    from embstore.server import auth
+
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        components = schema.setdefault("components", {})
+        for name in ("VectorRecallIn", "UserRecallIn"):
+            k = components.get("schemas", {}).get(name, {}).get("properties", {}).get("k")
+            if k is not None:
+                k["maximum"] = max_k
+        if with_token:
+            components.setdefault("securitySchemes", {})["bearer"] = {
+                "type": "http", "scheme": "bearer",
+                "description": "the token given to embstore serve (--token or EMBSTORE_TOKEN)"}
+            for path, operations in schema.get("paths", {}).items():
+                for operation in operations.values():
+                    if path in auth.OPEN_PATHS:
+                        operation["security"] = []
+                        continue
+                    operation["security"] = [{"bearer": []}]
+                    operation.setdefault("responses", {})["401"] = {
+                        "description": "unauthorized: the request lacks this server's token",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}}
+        return schema
+
+    app.openapi = openapi
+
+
+def _require_token(app: FastAPI, token: str) -> None:
+    """The token gate, the sign-in page and the bearer scheme in the OpenAPI schema."""
+    from fastapi.responses import HTMLResponse
+
+    from embstore.server import auth
+
+    auth.check_token(token)
+    app.add_middleware(auth.TokenGate, token=token)
+
+    @app.get("/login", include_in_schema=False)
+    def login_form(next: str = "/explorer") -> HTMLResponse:
+        return HTMLResponse(auth.login_page(auth.safe_next(next)))
+
+    @app.post("/login", include_in_schema=False)
+    async def login(request: Request) -> Response:
+        given, target = auth.login_form(await request.body())
+        target = auth.safe_next(target)
+        if not given or not hmac.compare_digest(given.encode(), token.encode()):
+            return HTMLResponse(auth.login_page(target, "That is not this server's token."), status_code=401)
+        return Response(status_code=303, headers={"location": target, "set-cookie": auth.cookie_header(token)})
+
+    @app.get("/logout", include_in_schema=False)
+    def logout() -> Response:
+        return Response(status_code=303, headers={"location": "/login", "set-cookie": auth.cookie_header(None)})
+
+
+WORKER_ENV = "EMBSTORE_SERVE_WORKER"  # JSON settings of `embstore serve --workers N` for each worker process
+
+
+def worker_app() -> FastAPI:
+    """The app one worker process of ``embstore serve --workers N`` builds (uvicorn calls this
+    factory in each process): the store opened anew, the settings read from EMBSTORE_SERVE_WORKER."""
+    import sys
+
+    from embstore.server.metadata import Metadata
+    from embstore.store import EmbeddingStore
+
+    cfg = json.loads(os.environ[WORKER_ENV])
+    if cfg.get("switch_interval"):
+        sys.setswitchinterval(cfg["switch_interval"])
+    tables = {name: Metadata.load(path, column) for name, path, column in cfg["metadata"]}
+    store = EmbeddingStore(cfg["home"], progress=False)
+    return create_app(store, tables, max_k=cfg["max_k"], warm_interval=cfg["watch"], preload=cfg["preload"],
+                      token=cfg.get("token"), threads=cfg.get("threads"), close_store=True)
 
 
 def _version() -> str:
