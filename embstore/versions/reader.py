@@ -97,6 +97,26 @@ class VersionReader:
         self._opened: dict[str, _Opened] = {}  # storage path -> its loaded vectors, their files' state, index
         self._opening = threading.Lock()
 
+    @classmethod
+    def open(cls, home: str | os.PathLike | None = None) -> "VersionReader":
+        """A reader of a home's published versions and nothing more: no Feast repo, no publisher,
+        no reaping of dead builders (EmbeddingStore does those). What read-only commands open, so
+        they start fast; ``close()`` it after."""
+        from functools import partial
+
+        from embstore.backends import open_backend
+        from embstore.backends.registry import Registry
+        from embstore.catalogue import catalogue
+        from embstore.settings import load_settings, resolve_home
+
+        path = resolve_home(home)
+        settings = load_settings(path)
+        backend = open_backend(settings, path)
+        return cls(Registry(backend.registry_url()), partial(catalogue, tuple(settings.plugins)))
+
+    def close(self) -> None:
+        self.registry.close()
+
     def resolve(self, ref: str | Ref | VersionInfo) -> VersionInfo:
         """The published version a ref names now: a move committed before this call, by any
         process, is always seen. A VersionInfo passes through, so a caller that resolved once
