@@ -20,7 +20,7 @@ import click
 from embstore.cli.state import State
 from embstore.errors import PluginError
 
-KINDS = ("producer", "retriever", "evaluator")
+KINDS = ("producer", "retriever", "evaluator", "engine")
 _TYPE_NAMES = {int: "INTEGER", float: "FLOAT", bool: "BOOLEAN", str: "TEXT", bytes: "BYTES"}
 _CONSTRAINTS = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="), ("multiple_of", "multiple of "),
                 ("min_length", "length >= "), ("max_length", "length <= "))
@@ -30,7 +30,8 @@ _CONSTRAINTS = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="), ("multiple
 
 
 def _tables(catalogue) -> dict[str, dict[str, type]]:
-    return {"producer": catalogue.producers, "retriever": catalogue.retrievers, "evaluator": catalogue.evaluators}
+    return {"producer": catalogue.producers, "retriever": catalogue.retrievers, "evaluator": catalogue.evaluators,
+            "engine": catalogue.engines}
 
 
 def describe_plugins(catalogue, name: str, kind: str | None = None) -> list[dict]:
@@ -39,7 +40,7 @@ def describe_plugins(catalogue, name: str, kind: str | None = None) -> list[dict
     found = [(k, tables[k][name]) for k in (KINDS if kind is None else (kind,)) if name in tables[k]]
     if not found:
         known = "; ".join(f"{k}s: {', '.join(sorted(tables[k])) or 'none'}" for k in (KINDS if kind is None else (kind,)))
-        what = kind or "producer, retriever or evaluator"
+        what = kind or "producer, retriever, evaluator or engine"
         raise PluginError(f"no {what} named {name!r} ({known})")
     return [describe_class(catalogue, k, cls) for k, cls in found]
 
@@ -71,6 +72,8 @@ def usage(kind: str, name: str) -> str:
         return f"embstore run {name} --set SET --input KIND=PATH ... [--config KEY=VALUE ...]"
     if kind == "retriever":
         return f"embstore run PRODUCER ... --retriever {name} [--retriever-config KEY=VALUE ...]"
+    if kind == "engine":
+        return f"embstore init --engine {name} ... (engine_config: in HOME/embstore.yaml), or run --engine {name}"
     return f"embstore evaluate REF --evaluate {name}[:KEY=VALUE,...]"
 
 
@@ -198,8 +201,8 @@ def default_text(value: Any) -> str:
 @click.option("--json", "as_json", is_flag=True, help="print the description as JSON (a list, one entry per match)")
 @click.pass_obj
 def describe(state: State, name: str, kind: str | None, as_json: bool) -> None:
-    """Show a producer's, retriever's or evaluator's options: types, constraints, defaults and
-    descriptions, e.g. ``embstore describe item2vec`` or ``embstore describe faiss``."""
+    """Show a producer's, retriever's, evaluator's or engine's options: types, constraints, defaults
+    and descriptions, e.g. ``embstore describe item2vec``, ``embstore describe faiss`` or ``spark``."""
     found = describe_plugins(state.catalogue(), name, kind)
     if as_json:
         click.echo(json.dumps(found))
@@ -228,7 +231,7 @@ def render(d: dict) -> str:
         with f.section("Inputs"):
             f.write_dl(rows)
     flag = {"producer": "--config KEY=VALUE", "retriever": "--retriever-config KEY=VALUE",
-            "evaluator": f"--evaluate {d['name']}:KEY=VALUE,..."}[d["kind"]]
+            "evaluator": f"--evaluate {d['name']}:KEY=VALUE,...", "engine": "engine_config: in HOME/embstore.yaml"}[d["kind"]]
     rows = []
     for o in d["options"]:
         facts = ["required"] if o["required"] else [f"default: {default_text(o['default'])}"]

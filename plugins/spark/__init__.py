@@ -48,10 +48,12 @@ class SparkConfig(PluginConfig):
     conf: dict[str, str] = Field(default_factory=dict, description="extra Spark conf, e.g. {spark.executor.memory: 8g}")
     partitions: int = Field(1, ge=1, description="Word2Vec partitions: more train faster, fewer train better (Spark averages "
                                                  "the partitions' models)")
-    online_rows_per_task: int = Field(50_000, ge=1_000, description="online rows each executor task writes per Redis pipeline batch")
 
 
 class SparkEngine(Engine):
+    """Inputs read and producers trained on Spark (a cluster, or local[N]); the version's offline rows
+    written by Spark and its online rows by the executors (the team backend's Redis)."""
+
     name = "spark"
     Config = SparkConfig
 
