@@ -305,8 +305,16 @@ def build_graph(inputs: Any, config: "GraphOptions", producer: str) -> "Graph":
 
     ``config`` (any config composed with :class:`embstore.options.GraphOptions`) supplies
     ``directed`` (None: directed for interactions, undirected for edges), ``min_rating``,
-    ``session_gap`` and ``self_loops``.
+    ``session_gap``, ``self_loops`` and ``min_interactions``.
     """
+    return build_graph_report(inputs, config, producer)[0]
+
+
+def build_graph_report(inputs: Any, config: "GraphOptions", producer: str) -> tuple["Graph", dict]:
+    """:func:`build_graph`, and what it left out: ``{"items_seen": ..., "items_left_out": ...,
+    "min_interactions": ...}`` for interactions (items below ``min_interactions`` are no nodes); for
+    undirected edges written both ways (see :func:`listed_both_ways`) ``{"edges_listed_both_ways": n}``,
+    the rows read once instead of twice; else ``{}``."""
     given = inputs.kinds & {"interactions", "edges"}
     if len(given) != 1:
         raise InputError(
@@ -316,7 +324,66 @@ def build_graph(inputs: Any, config: "GraphOptions", producer: str) -> "Graph":
     if "edges" in given:
         edges = inputs.edges()
         directed = False if config.directed is None else config.directed
-        return Graph.from_edges(edges["src"].to_numpy(), edges["dst"].to_numpy(), edges["weight"].to_numpy(), directed=directed)
+        src, dst, weight = edges["src"].to_numpy(), edges["dst"].to_numpy(), edges["weight"].to_numpy()
+        report: dict = {}
+        if not directed:
+            once = listed_both_ways(src, dst, weight)
+            if once is not None:  # a symmetric matrix written out: read each edge once
+                report["edges_listed_both_ways"] = int((~once).sum())
+                src, dst, weight = src[once], dst[once], weight[once]
+        return Graph.from_edges(src, dst, weight, directed=directed), report
     seqs = inputs.sequences(min_rating=config.min_rating, session_gap=config.session_gap)
+    threshold = int(getattr(config, "min_interactions", 1))
+    kept = frequent_items(seqs, threshold)
     directed = True if config.directed is None else config.directed
-    return Graph.from_sequences(seqs, directed=directed, self_loops=config.self_loops)
+    graph = Graph.from_sequences(kept, directed=directed, self_loops=config.self_loops)
+    seen = int(np.count_nonzero(np.bincount(np.asarray(seqs.codes), minlength=seqs.vocab.shape[0])))
+    left = seen - int(np.count_nonzero(np.bincount(np.asarray(kept.codes), minlength=kept.vocab.shape[0])))
+    return graph, {"items_seen": seen, "items_left_out": left, "min_interactions": threshold}
+
+
+def listed_both_ways(src: Any, dst: Any, weight: Any) -> np.ndarray | None:
+    """For an undirected edge list that gives every edge in both directions with the same weight (a
+    symmetric adjacency matrix written out, as the node2vec paper's .mat graphs are): a mask keeping
+    each edge once (the row with src <= dst). None when the list is not written that way.
+
+    An undirected graph sums repeated edges, so such a list would double every edge but a self loop
+    (written once): its walks would step onto self loops half as often as the same graph with each edge
+    written once, or as the node2vec reference implementation (networkx ``to_undirected``, which keeps
+    one weight per edge) does.
+    """
+    try:
+        s, d = _factorize(np.concatenate(one_kind([_as_ids(src, "src"), _as_ids(dst, "dst")])))[1].reshape(2, -1)
+    except InputError:
+        return None
+    w = np.ones(s.shape[0]) if weight is None else np.asarray(weight, dtype=np.float64)
+    forward, backward = s < d, s > d
+    if forward.sum() != backward.sum() or not forward.any():
+        return None
+    a = np.lexsort((w[forward], d[forward], s[forward]))
+    b = np.lexsort((w[backward], s[backward], d[backward]))
+    if not (np.array_equal(s[forward][a], d[backward][b]) and np.array_equal(d[forward][a], s[backward][b])
+            and np.array_equal(w[forward][a], w[backward][b])):
+        return None
+    return ~backward
+
+
+def frequent_items(seqs: Sequences, min_count: int) -> Sequences:
+    """``seqs`` without the items that occur fewer than ``min_count`` times in them.
+
+    The kept items' neighbours in a sequence become adjacent (as a dropped word in
+    word2vec), and the vocabulary shrinks to the kept items, so a dropped item is
+    no node at all: it starts no walks and gets no vector. ``min_count`` 1 returns
+    ``seqs`` itself.
+    """
+    if min_count <= 1:
+        return seqs
+    codes = np.asarray(seqs.codes)
+    n = int(seqs.vocab.shape[0])
+    counts = np.bincount(codes, minlength=n)[:n]
+    keep = counts >= min_count
+    new_code = np.cumsum(keep) - 1
+    kept = keep[codes]
+    running = np.concatenate(([0], np.cumsum(kept, dtype=np.int64)))
+    offsets = running[np.asarray(seqs.offsets, dtype=np.int64)]
+    return Sequences(vocab=seqs.vocab[keep], codes=new_code[codes[kept]].astype(np.int32), offsets=offsets)

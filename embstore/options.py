@@ -88,6 +88,10 @@ class GraphOptions(PluginConfig):
     session_gap: float | None = Field(
         None, gt=0, description="Interactions: seconds of inactivity that split a user's history.")
     self_loops: bool = Field(True, description="Interactions: keep moves from an item to itself.")
+    min_interactions: int = Field(
+        1, ge=1, description="Interactions: items with fewer interactions than this (after min_rating) are left "
+        "out of the graph and get no vector; the items on either side of one in a history become neighbours. "
+        "1 keeps every item. Edges: not used.")
 
 
 class WalkOptions(PluginConfig):

@@ -265,3 +265,12 @@ def train_skipgram(
         metrics["words_per_second"] or 0.0, metrics["final_loss"] or 0.0,
     )
     return codes_kept, vectors, metrics
+
+
+def rare_items_policy(seen: int, with_vector: int, key: str, threshold: int) -> dict:
+    """What a version's metrics say about rare items: how many items the input had, how many got a
+    vector, how many were left out and below which count (the same keys for every interaction producer)."""
+    return {"items_seen": seen, "items_with_vector": with_vector, "items_left_out": seen - with_vector,
+            key: threshold,
+            "rare_items": f"left out: items with fewer than {key}={threshold} interactions get no vector "
+                          "(no join row, not recalled)"}

@@ -109,7 +109,7 @@ def test_ids_keep_the_input_id_type(kind):
 def test_input_options_are_passed_to_inputs():
     seqs, _ = planted_sequences(n_users=40)
     fake = FakeInputs(seqs)
-    cfg = parse_config(Item2VecConfig, {"min_rating": 3.5, "session_gap": 3600, "epochs": 1}, "x")
+    cfg = parse_config(Item2VecConfig, {"min_rating": 3.5, "session_gap": 3600, "epochs": 1, "min_count": 1}, "x")
     Item2Vec().fit(fake, cfg, progress=False)
     assert fake.calls == [{"min_rating": 3.5, "session_gap": 3600.0}]
 
@@ -196,8 +196,9 @@ def test_different_seeds_differ():
 
 def test_defaults():
     cfg = parse_config(Item2VecConfig, {}, "producer item2vec")
-    assert (cfg.dim, cfg.window, cfg.negative, cfg.epochs, cfg.min_count, cfg.workers) == (64, 20, 5, 5, 1, 1)
-    assert SkipGramConfig().window == 5
+    # min_count 10 and epochs 10 (were 1 and 5): chosen on MovieLens recall, see Item2VecConfig
+    assert (cfg.dim, cfg.window, cfg.negative, cfg.epochs, cfg.min_count, cfg.workers) == (64, 20, 5, 10, 10, 1)
+    assert (SkipGramConfig().window, SkipGramConfig().min_count, SkipGramConfig().epochs) == (5, 1, 5)
     assert cfg.min_rating is None and cfg.session_gap is None
     assert parse_config(Item2VecConfig, {"window": "all"}, "x").window == "all"
     for name, field in Item2VecConfig.model_fields.items():
@@ -251,6 +252,17 @@ def test_rare_items_and_single_item_sequences_get_no_vector():
     assert sorted(emb.ids.tolist()) == ["a", "b"]
     assert emb.metadata["items_below_min_count"] == 1
     assert emb.metadata["sequences_skipped_short"] == 1
+
+
+def test_rare_items_policy_is_in_the_metrics():
+    vocab = np.array(["a", "b", "c", "rare"], dtype=object)
+    seqs = Sequences.from_lists(vocab, [[0, 1, 2]] * 10 + [[0, 3]])
+    emb = fit(seqs, dim=4, epochs=1)  # default min_count 10: "rare" (seen once) gets no vector
+    assert sorted(emb.ids.tolist()) == ["a", "b", "c"]
+    m = emb.metadata
+    assert (m["items_seen"], m["items_with_vector"], m["items_left_out"], m["min_count"]) == (4, 3, 1, 10)
+    assert "left out" in m["rare_items"]
+    assert len(fit(seqs, dim=4, epochs=1, min_count=1)) == 4
 
 
 def test_sequences_longer_than_gensims_limit_are_fed_in_pieces():

@@ -67,6 +67,38 @@ def test_item_graph_from_interactions_through_the_store(store, tmp_path):
     assert sum(i.startswith("c2_") for i in res.ids) >= 4
 
 
+def test_edges_written_both_ways_walk_as_edges_written_once(tmp_path):
+    """A symmetric matrix written out (each edge both ways, a self loop once) is the same graph."""
+    planted_edges(tmp_path / "once.csv")
+    once = pd.read_csv(tmp_path / "once.csv")
+    once = pd.concat([once, pd.DataFrame({"src": ["n0", "n7"], "dst": ["n0", "n7"]})])
+    once.to_csv(tmp_path / "once.csv", index=False)
+    loops = once.src == once.dst
+    both = pd.concat([once, once[~loops].rename(columns={"src": "dst", "dst": "src"})])
+    both.to_csv(tmp_path / "both.csv", index=False)
+    cls = catalogue().producer("node2vec")
+    cfg = parse_config(cls.Config, {**FAST, "p": 0.5}, "node2vec")
+    a = cls().fit(Inputs([InputSpec("edges", tmp_path / "once.csv")]), cfg)
+    b = cls().fit(Inputs([InputSpec("edges", tmp_path / "both.csv")]), cfg)
+    np.testing.assert_array_equal(a.vectors, b.vectors)
+    assert b.metadata["edges_listed_both_ways"] == int((~loops).sum()) and "edges_listed_both_ways" not in a.metadata
+
+
+def test_rare_items_are_left_out_of_the_item_graph(tmp_path):
+    rows = [(u, item, u * 10 + j) for u in range(12) for j, item in enumerate(["a", "b", "c"])]
+    rows += [(99, "a", 1), (99, "rare", 2), (99, "b", 3)]
+    path = tmp_path / "i.csv"
+    pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).to_csv(path, index=False)
+    cls = catalogue().producer("deepwalk")
+    emb = cls().fit(Inputs([InputSpec("interactions", path)]), parse_config(cls.Config, FAST, "deepwalk"))
+    assert sorted(emb.ids.tolist()) == ["a", "b", "c"]  # default min_interactions 10
+    m = emb.metadata
+    assert (m["items_seen"], m["items_with_vector"], m["items_left_out"], m["min_interactions"]) == (4, 3, 1, 10)
+    every = cls().fit(Inputs([InputSpec("interactions", path)]),
+                      parse_config(cls.Config, {**FAST, "min_interactions": 1}, "deepwalk"))
+    assert len(every) == 4 and every.metadata["items_left_out"] == 0
+
+
 @pytest.mark.parametrize(
     "inputs, config, error, message",
     [

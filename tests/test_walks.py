@@ -12,7 +12,7 @@ from scipy import stats
 
 from embstore.config import parse_config
 from embstore.errors import ConfigError, InputError
-from embstore.graph import Graph
+from embstore.graph import Graph, frequent_items, listed_both_ways
 from embstore.sequences import Sequences
 from embstore.walks import WalkConfig, iter_walk_chunks, random_walks
 
@@ -127,6 +127,25 @@ def test_from_sequences_counts_moves_within_sequences_only():
     assert not no_loops.has_edge("c", "c") and no_loops.n_edges == 3
     undirected = Graph.from_sequences(seqs, directed=False)
     assert undirected.edge_weight("b", "a") == 2.0
+
+
+def test_frequent_items_leaves_rare_items_out_and_joins_their_neighbours():
+    vocab = np.array(["a", "b", "rare", "c", "unused"], dtype=object)
+    seqs = Sequences.from_lists(vocab, [[0, 2, 1], [], [0, 1, 3], [3], [3, 0, 1]])
+    kept = frequent_items(seqs, 2)
+    assert kept.vocab.tolist() == ["a", "b", "c"]
+    assert [kept.vocab[s].tolist() for s in kept] == [["a", "b"], [], ["a", "b", "c"], ["c"], ["c", "a", "b"]]
+    g = Graph.from_sequences(kept)
+    assert g.edge_weight("a", "b") == 3.0 and g.ids.tolist() == ["a", "b", "c"]  # a -> rare -> b is a -> b now
+    assert frequent_items(seqs, 1) is seqs
+
+
+def test_an_undirected_list_written_both_ways_is_read_once():
+    src, dst, w = np.array([1, 2, 3, 1, 3]), np.array([2, 1, 3, 3, 1]), np.array([2.0, 2.0, 5.0, 1.0, 1.0])
+    once = listed_both_ways(src, dst, w)
+    assert once.tolist() == [True, False, True, True, False]
+    assert listed_both_ways(src[once], dst[once], w[once]) is None  # each edge once already
+    assert listed_both_ways(np.array([1, 2]), np.array([2, 1]), np.array([1.0, 2.0])) is None  # weights differ
 
 
 def test_from_sequences_rejects_codes_outside_the_vocab():
