@@ -1,6 +1,7 @@
 """GraphSAGE benchmarks: linear probe on Cora, and epoch time / memory at scale.
 
     python bench/bench_graphsage.py cora  [--cora ../shared/data/cora] [--epochs 5] [--config aggregator=pool ...]
+    python bench/bench_graphsage.py planted [--p-in 0.7]   # a generated Citeseer-sized graph, a second check
     python bench/bench_graphsage.py scale [--nodes 100000 --edges 1000000 --communities 20 --epochs 1]
 
 cora: unsupervised GraphSAGE on the 2,708-node citation graph with its sparse
@@ -66,15 +67,33 @@ def cora(args) -> None:
     cfg = _config(args.config, {**({"epochs": args.epochs} if args.epochs else {}), "seed": args.seed})
     print(f"Cora: {len(nodes)} nodes, train {int((nodes.split == 'train').sum())}, "
           f"test {int((nodes.split == 'test').sum())}; config: {cfg.model_dump()}")
-    inputs = Inputs([InputSpec("edges", args.cora / "edges.csv"), InputSpec("features", args.cora / "features.npz")])
-    t0 = time.perf_counter()
-    emb = GraphSage().fit(inputs, cfg, progress=args.progress)
-    seconds = time.perf_counter() - t0
     test = nodes.index[nodes.split == "test"]
-    acc = _probe(emb.vectors, emb.ids, nodes, test)
-    m = emb.metadata
-    print(f"transductive: test accuracy {acc:.3f}  (fit {seconds:.1f} s, epochs {m['epochs_run']}, "
-          f"s/epoch {np.mean(m['epoch_seconds']):.1f}, losses {m['epoch_losses']}, peak RSS {_peak_mb():.0f} MB)")
+    x = sp.load_npz(args.cora / "features.npz").tocsr()
+    # the same features from three files: .npz (sparse), CSV and parquet (dense columns)
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {"npz": args.cora / "features.npz", "csv": Path(tmp) / "features.csv",
+                 "parquet": Path(tmp) / "features.parquet"}
+        _features_csv(files["csv"], np.arange(x.shape[0]), x)
+        _features_frame(np.arange(x.shape[0]), x).to_parquet(files["parquet"], index=False)
+        first = None
+        for kind in args.formats.split(","):
+            inputs = Inputs([InputSpec("edges", args.cora / "edges.csv"), InputSpec("features", files[kind])])
+            t0 = time.perf_counter()
+            emb = GraphSage().fit(inputs, cfg, progress=args.progress)
+            seconds = time.perf_counter() - t0
+            acc = _probe(emb.vectors, emb.ids, nodes, test)
+            m = emb.metadata
+            same = ""
+            if first is None:
+                first = emb
+            else:
+                same = f"; largest difference from {args.formats.split(',')[0]}'s vectors " \
+                       f"{float(np.abs(emb.vectors - first.vectors).max()):.1e}"
+            print(f"transductive, features from .{kind}: test accuracy {acc:.3f}  (feature_norm {m['feature_norm']}, "
+                  f"fit {seconds:.1f} s, epochs {m['epochs_run']}, s/epoch {np.mean(m['epoch_seconds']):.1f}, "
+                  f"last loss {m['epoch_losses'][-1]:.4f}, peak RSS {_peak_mb():.0f} MB{same})", flush=True)
+    if args.no_inductive:
+        return
 
     # inductive: hide 10% of the test nodes (and their edges) from training, infer them afterwards
     rng = np.random.default_rng(args.seed)
@@ -90,8 +109,6 @@ def cora(args) -> None:
         # the trained graph keeps every other node (isolated ones too) through a CSV of its features
         _features_csv(tmp / "train_features.csv", keep, x[keep])
         _features_csv(tmp / "new_features.csv", hidden, x[hidden])
-        if cfg.feature_norm == "auto":  # CSV features read dense: keep the .npz run's row normalisation
-            cfg = cfg.model_copy(update={"feature_norm": "row"})
         t0 = time.perf_counter()
         trained = GraphSage().fit(Inputs([InputSpec("edges", tmp / "train_edges.csv"),
                                           InputSpec("features", tmp / "train_features.csv")]), cfg,
@@ -108,10 +125,51 @@ def cora(args) -> None:
           f"(seen test nodes {acc_seen:.3f}; fit {t1 - t0:.1f} s, infer {t2 - t1:.2f} s)")
 
 
-def _features_csv(path: Path, ids: np.ndarray, x: sp.csr_matrix) -> None:
+def _features_frame(ids: np.ndarray, x: sp.csr_matrix) -> pd.DataFrame:
     frame = pd.DataFrame(x.toarray(), columns=[f"w{j}" for j in range(x.shape[1])])
     frame.insert(0, "id", ids)
-    frame.to_csv(path, index=False, float_format="%g")
+    return frame
+
+
+def _features_csv(path: Path, ids: np.ndarray, x: sp.csr_matrix) -> None:
+    _features_frame(ids, x).to_csv(path, index=False, float_format="%g")
+
+
+def planted(args) -> None:
+    """A generated citation-like graph (a second graph, so that defaults are not chosen on Cora alone):
+    Citeseer's size and sparsity (3,300 nodes, ~4,600 edges, 6 classes, 3,700 words, ~32 words a node),
+    power-law degrees with planted classes, words that lean towards a class's topic; Planetoid-style
+    split (20 labelled nodes a class, 1,000 test nodes); the probe on raw features alone beside it."""
+    from sklearn.linear_model import LogisticRegression
+
+    from embstore.inputs import Inputs, InputSpec
+    from embstore_plugins.graphsage import GraphSage
+
+    n, classes = 3300, 6
+    src, dst, labels = planted_communities(n, 4600, classes, p_in=args.p_in, seed=args.seed)
+    keep = src != dst
+    src, dst = src[keep], dst[keep]
+    x = topic_features(labels, words=3700, per_node=32, topic_words=60, on_topic=0.1, seed=args.seed)
+    rng = np.random.default_rng(args.seed)
+    train = np.concatenate([rng.choice(np.flatnonzero(labels == c), 20, replace=False) for c in range(classes)])
+    rest = np.setdiff1d(np.arange(n), train)
+    test = rng.choice(rest, 1000, replace=False)
+    cfg = _config(args.config, {**({"epochs": args.epochs} if args.epochs else {}), "seed": args.seed})
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        pd.DataFrame({"src": src, "dst": dst}).to_csv(tmp / "edges.csv", index=False)
+        sp.save_npz(tmp / "features.npz", x)
+        t0 = time.perf_counter()
+        emb = GraphSage().fit(Inputs([InputSpec("edges", tmp / "edges.csv"), InputSpec("features", tmp / "features.npz")]),
+                              cfg, progress=args.progress)
+        seconds = time.perf_counter() - t0
+    row = np.empty(n, np.int64)
+    row[emb.ids.astype(np.int64)] = np.arange(n)
+    for name, feats in [("graphsage vectors", emb.vectors[row]), ("raw features alone", x)]:
+        clf = LogisticRegression(max_iter=5000).fit(feats[train], labels[train])
+        print(f"planted citation-like graph ({n} nodes, {src.size} edges, {classes} classes, p_in {args.p_in}), "
+              f"{name}: test accuracy {(clf.predict(feats[test]) == labels[test]).mean():.3f}"
+              + (f" (fit {seconds:.1f} s)" if name.startswith("graphsage") else ""), flush=True)
 
 
 def scale(args) -> None:
@@ -169,7 +227,7 @@ def scale(args) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["cora", "scale"])
+    p.add_argument("what", choices=["cora", "planted", "scale"])
     p.add_argument("--cora", type=Path, default=DEFAULT_CORA)
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the config default)")
     p.add_argument("--seed", type=int, default=0)
@@ -178,11 +236,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--features", type=int, default=300, help="scale: vocabulary of the generated bag-of-words")
     p.add_argument("--communities", type=int, default=20, help="scale: planted communities")
     p.add_argument("--new-nodes", type=int, default=1000, help="scale: nodes held out of training, then inferred")
-    p.add_argument("--p-in", type=float, default=0.5, help="scale: share of edges inside a community")
+    p.add_argument("--p-in", type=float, default=None,
+                   help="planted, scale: share of edges drawn inside a community (default 0.7: a share of edges "
+                   "within a class like Citeseer's 0.74; scale: 0.5)")
     p.add_argument("--config", action="append", default=[], help="KEY=VALUE over the benchmark's config")
+    p.add_argument("--formats", default="npz,csv,parquet", help="cora: feature files to train from (same features)")
+    p.add_argument("--no-inductive", action="store_true", help="cora: skip the inductive check")
     p.add_argument("--progress", action="store_true", help="draw progress bars")
     args = p.parse_args(argv)
-    (cora if args.what == "cora" else scale)(args)
+    if args.p_in is None:
+        args.p_in = 0.5 if args.what == "scale" else 0.7
+    {"cora": cora, "planted": planted, "scale": scale}[args.what](args)
     sys.stdout.flush()
 
 

@@ -129,6 +129,30 @@ def test_sparse_and_dense_features_train_the_same_model(planted, aggregator):
     np.testing.assert_allclose(sparse.vectors, dense.vectors, atol=1e-3)
 
 
+def test_the_same_features_from_csv_parquet_or_npz_give_the_same_vectors(planted, tmp_path):
+    """feature_norm auto reads what the features are (non-negative, mostly zero: row), not the file type."""
+    pd.read_csv(planted / "features.csv").to_parquet(tmp_path / "features.parquet", index=False)
+    runs = {name: _fit(planted, path, epochs=2)[0] for name, path in
+            [("npz", "features.npz"), ("csv", "features.csv"), ("parquet", tmp_path / "features.parquet")]}
+    assert {r.metadata["feature_norm"] for r in runs.values()} == {"row"}
+    for name in ("csv", "parquet"):
+        np.testing.assert_allclose(runs[name].vectors, runs["npz"].vectors, atol=1e-3)
+
+
+def test_real_valued_features_are_standardised_from_any_file(planted, tmp_path):
+    """Signed, dense-valued features get standard scaling, centred from a sparse file too."""
+    frame = pd.read_csv(planted / "features.csv")
+    rng = np.random.default_rng(1)
+    cols = [c for c in frame.columns if c != "id"]
+    frame[cols] = frame[cols] * 3.0 + rng.normal(size=(len(frame), len(cols)))
+    frame.to_csv(tmp_path / "signed.csv", index=False)
+    sp.save_npz(tmp_path / "signed.npz", sp.csr_matrix(frame[cols].to_numpy(np.float32)))
+    dense, _ = _fit(planted, tmp_path / "signed.csv", epochs=2)
+    sparse, _ = _fit(planted, tmp_path / "signed.npz", epochs=2)
+    assert dense.metadata["feature_norm"] == sparse.metadata["feature_norm"] == "standard"
+    np.testing.assert_allclose(sparse.vectors, dense.vectors, atol=1e-3)
+
+
 def test_same_seed_same_vectors(planted, fitted):
     again, _ = _fit(planted)
     np.testing.assert_array_equal(again.vectors, fitted[0].vectors)
