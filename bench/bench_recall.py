@@ -1,8 +1,10 @@
 """Recall@10 against exact search and queries/s of the FAISS retriever's indexes, and where
 ``index=auto`` stops using the exact one.
 
-    python bench/bench_recall.py                         # flat, LSH and HNSW on 100k and 1M x 64-d
+    python bench/bench_recall.py                         # flat, LSH, HNSW and auto on 100k and 1M x 64-d
     python bench/bench_recall.py --sizes 100000 --lsh 512:500,1024:1000
+    python bench/bench_recall.py --sizes 1000000 --indexes flat,auto,hnsw,hnsw16  # the large-version default
+    python bench/bench_recall.py --sizes 10000000 --indexes auto --clusters 1000
     python bench/bench_recall.py threshold               # flat latency vs HNSW build cost by size
 
 Data: synthetic clustered float32 vectors, 64-d: ``--clusters`` random N(0, 1) centres with
@@ -16,9 +18,14 @@ cosine, the store's default; k = 10.
 - flat: exact, the reference (its recall is 1 by definition);
 - lsh with each ``--lsh bits:candidates`` pair: random-hyperplane codes, Hamming scan, exact
   re-rank of the candidates;
-- hnsw32 (ef_construction 200) at ef_search 32 and at the ef_search ``index=auto`` would use
-  (128 unless the build-time sample needed more). Above the auto threshold the index is built
-  with ``index=auto`` itself, so its build-time report (recall on 1,000 stored vectors) is printed.
+- hnsw (``hnsw``): hnsw32 (ef_construction 200, what ``index=hnsw`` builds) at ef_search 32 and
+  128; ``hnsw16``: hnsw16 with ef_construction 40 (cheaper to build) at ef_search 64 and 128;
+- auto (``auto``): what ``index=auto`` builds (flat up to its threshold; above it ivf with
+  ``auto_nlist`` lists, nprobe tuned at build), searched with the nprobe it chose and with half
+  of it; its build-time report (recall on stored vectors) is printed.
+
+``--indexes`` picks among flat, lsh, hnsw, hnsw16 and auto (flat is always built: it is the
+reference). Build seconds include each index's recall measurement at build, as a publish pays it.
 
 Each row: build seconds, recall@10 of the held-out queries against exact search, queries/s of
 one batched call of 1,000 queries (faiss's default threads: 2 here) and the p50 latency of a
@@ -96,10 +103,11 @@ def built(x: np.ndarray, **config) -> tuple[FaissRetriever, float]:
 
 
 def with_config(index: FaissRetriever, **changes) -> FaissRetriever:
-    """The same built index searched with other search-time options."""
+    """The same built index searched with other search-time options (ef_search, nprobe as given)."""
     other = FaissRetriever(index.config.model_copy(update=changes))
     other.index_, other.kind_, other.nlist_, other.rerank_ = index.index_, index.kind_, index.nlist_, index.rerank_
     other.ef_search_, other.report_ = (None if "ef_search" in changes else index.ef_search_), index.report_
+    other.nprobe_ = None if "nprobe" in changes else index.nprobe_
     return other
 
 
@@ -110,7 +118,8 @@ def row(label: str, build_s: float | None, recall: float, qps: float, p50: float
     return {"index": label, "build_s": build_s, "recall@10": recall, "qps": qps, "single_p50_ms": p50}
 
 
-def compare(sizes: list[int], dim: int, lsh: list[tuple[int, int]], clusters: int, noise: float) -> list[dict]:
+def compare(sizes: list[int], dim: int, lsh: list[tuple[int, int]], clusters: int, noise: float,
+            indexes: list[str]) -> list[dict]:
     data = clustered(max(sizes), dim, clusters, noise, seed=0)
     queries = clustered(QUERIES, dim, clusters, noise, seed=7)
     results = []
@@ -124,29 +133,41 @@ def compare(sizes: list[int], dim: int, lsh: list[tuple[int, int]], clusters: in
         flat_qps = qps
         del flat
         gc.collect()
-        for bits, candidates in lsh:
+
+        def searched(index, label, took, **changes):
+            other = with_config(index, **changes) if changes else index
+            qps, found = batch_qps(other, queries)
+            results.append({"n": n, **row(label, took, recall_at_k(found, exact), qps, single_p50_ms(other, queries),
+                                          f"{qps / flat_qps:.1f}x flat")})
+
+        for bits, candidates in lsh if "lsh" in indexes else []:
             index, took = built(x, index="lsh", lsh_bits=bits, lsh_candidates=candidates)
-            qps, found = batch_qps(index, queries)
-            results.append({"n": n, **row(f"lsh {bits} bits, {candidates} cand", took, recall_at_k(found, exact),
-                                          qps, single_p50_ms(index, queries), f"{qps / flat_qps:.1f}x flat")})
+            searched(index, f"lsh {bits} bits, {candidates} cand", took)
             del index
             gc.collect()
-        auto = n * dim > AUTO_EXACT_MAX
-        index, took = built(x, index="auto" if auto else "hnsw")
-        report = index.report()
-        for ef in (32, None):
-            searched = index if ef is None else with_config(index, ef_search=ef)
-            label = f"hnsw32 ef {ef if ef else max(index.config.ef_search, index.ef_search_ or 0)}"
-            label += " (auto)" if ef is None and auto else ""
-            qps, found = batch_qps(searched, queries)
-            results.append({"n": n, **row(label, took, recall_at_k(found, exact), qps,
-                                          single_p50_ms(searched, queries), f"{qps / flat_qps:.1f}x flat")})
-        print(f"  {'index=auto' if auto else 'index=hnsw'} build report: "
-              + ", ".join(f"{k}={v}" for k, v in report.items()), flush=True)
-        if not auto:
-            print(f"  index=auto here: flat ({n:,} x {dim} = {n * dim:,} <= {AUTO_EXACT_MAX:,} floats)", flush=True)
-        del index
-        gc.collect()
+        for name, m, efc, efs in (("hnsw", 32, 200, (32, 128)), ("hnsw16", 16, 40, (64, 128))):
+            if name not in indexes:
+                continue
+            index, took = built(x, index="hnsw", hnsw_m=m, ef_construction=efc)
+            for ef in efs:
+                searched(index, f"hnsw{m} efC {efc}, ef {ef}", took, ef_search=ef)
+            print(f"  hnsw{m} efC {efc} build report: " + ", ".join(f"{k}={v}" for k, v in index.report().items()),
+                  flush=True)
+            del index
+            gc.collect()
+        if "auto" in indexes:
+            index, took = built(x, index="auto")
+            report = index.report()
+            if index.kind_ == "ivf":
+                chosen = index.nprobe_
+                for nprobe in sorted({max(1, chosen // 2), chosen}):
+                    label = f"ivf{index.nlist_} nprobe {nprobe}" + (" (auto)" if nprobe == chosen else "")
+                    searched(index, label, took, nprobe=nprobe)
+            else:
+                searched(index, f"auto: {index.kind_}", took)
+            print("  index=auto build report: " + ", ".join(f"{k}={v}" for k, v in report.items()), flush=True)
+            del index
+            gc.collect()
     return results
 
 
@@ -177,6 +198,8 @@ def main() -> None:
     parser.add_argument("--lsh", default="512:500,1024:1000", help="bits:candidates pairs, comma-separated")
     parser.add_argument("--clusters", type=int, default=100)
     parser.add_argument("--noise", type=float, default=0.35)
+    parser.add_argument("--indexes", default="flat,lsh,hnsw,auto",
+                        help="comma-separated: flat (always), lsh, hnsw, hnsw16, auto")
     args = parser.parse_args()
     import faiss
 
@@ -188,7 +211,7 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     lsh = [tuple(int(v) for v in pair.split(":")) for pair in args.lsh.split(",") if pair]
     started = time.perf_counter()
-    compare(sizes, args.dim, lsh, args.clusters, args.noise)
+    compare(sizes, args.dim, lsh, args.clusters, args.noise, args.indexes.split(","))
     print(f"\ntotal {time.perf_counter() - started:.0f}s", flush=True)
 
 

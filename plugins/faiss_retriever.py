@@ -1,25 +1,45 @@
 """The built-in FAISS retriever: exact (flat), HNSW, IVF-flat and LSH indexes, or one chosen by size.
 
 ``index=auto`` (the default) gives a version the exact flat index while flat stays fast and an
-HNSW index above that, tuned at build to a measured recall:
+IVF index above that, tuned at build to a measured recall:
 
 - count × dim ≤ ``auto_exact_max`` (6.4M floats, e.g. 100k vectors of 64-d): ``flat``. Measured
   on a 2-core machine with ``bench/bench_recall.py threshold`` (cosine, one thread per query):
   flat answers one query in 0.22 ms at 50k × 64, 0.55 ms at 100k × 64, 1.5 ms at 200k × 64,
   3.6 ms at 400k × 64 and about 8 ms at 1M × 64 (its time follows count × dim: 0.61 ms at
-  50k × 128, 1.7 ms at 100k × 128), while HNSW32 answers in 0.1-0.25 ms and costs 7 s to build
-  at 100k × 64, 35 s at 200k, 103 s at 400k and 3-5.5 min at 1M. Up to 6.4M floats flat stays
-  near half a millisecond, exact and free to build; beyond, its time grows faster than the size
-  (1.5 ms at twice as many floats, ten times HNSW's) while the build stays small beside the
-  online-store write of the same rows (about a minute per million, bench/bench_serve.py).
-- above it: ``hnsw`` (``hnsw_m``, ``ef_construction``). At build, ``recall_sample`` of the
-  version's own vectors are searched with it and exactly (matrix product in blocks), and
-  ``ef_search`` is doubled from its setting (128) up to 1024 until recall@10 reaches
-  ``auto_recall`` (0.95); the value reached is saved with the index and searches use it. If even
-  1024 falls short, the version gets the flat index after all (logged, and said in the report).
-  Queries that are not stored vectors (a user's mean vector) find somewhat less than the sample
-  says: at 1M × 64, ef_search 32 gave 0.97 on stored vectors but 0.87 on held-out draws, which
-  is why the search starts at 128 (0.996 held out) rather than at the least value that passes.
+  50k × 128, 1.7 ms at 100k × 128), while an approximate index answers in 0.1-0.4 ms. Up to
+  6.4M floats flat stays near half a millisecond, exact and free to build; beyond, its time
+  grows with the size (1.5 ms at twice as many floats, 115 ms at 10M × 64).
+- above it: ``ivf`` (``auto_approximate``): IVF-flat with ``auto_nlist(n)`` lists (sqrt(n)/2 as a
+  power of two: 128 at 100k, 512 at 1M, ``AUTO_NLIST_MAX`` 2048 from 4M), k-means (seeded) on
+  ``AUTO_TRAIN_PER_LIST`` (64) sampled vectors per list for ``AUTO_KMEANS_ITER`` (10)
+  iterations; then ``recall_sample`` of the version's own vectors are searched with it and
+  exactly (matrix product in blocks), and ``nprobe`` is doubled from its setting (16) up to a
+  quarter of the lists until recall@10 reaches ``auto_recall`` (0.95); the value reached is saved
+  with the index and searches use it. If a quarter of the lists falls short, the version gets
+  the flat index after all (logged, and said in the report).
+
+  Why IVF above the threshold, measured with ``bench/bench_recall.py`` on the 2-core machine
+  while other jobs ran (times pessimistic; recall on 1,000 held-out draws, not stored vectors):
+  at 1M × 64 (100 clusters) HNSW32 with ef_construction 200 (what ``index=hnsw`` builds) took
+  537 s to build and found 0.994 at ef_search 128 (0.39 ms a query); HNSW16 with
+  ef_construction 40 took 111 s and found 0.895 at ef_search 128; auto's IVF (512 lists) took
+  5.9 s with its recall measurement and found 1.000 at the nprobe it chose, 16 (0.37 ms). On
+  harder data (10,000 clusters, noise 0.5): HNSW16/40 87 s, 0.980; IVF 5.6 s, 0.949 held out
+  (0.965 on the stored sample it was tuned on). At 10M × 64, IVF with 2048 lists: 110 s,
+  0.975 at nprobe 16, 0.89 ms a query (flat: 115 ms). A whole publish of 1M vectors takes
+  about 16 s here (bench/bench_publish.py), so a graph built in minutes would be most of it,
+  while IVF costs seconds: adding n vectors costs n × nlist × dim, hence half of sqrt(n) lists.
+  Held-out queries (a user's mean vector) find a little less than the stored sample says
+  (0.949 against 0.965 above): raise ``auto_recall`` for a margin.
+  ``auto_approximate=hnsw`` builds HNSW instead (``hnsw_m``, ``ef_construction``), its
+  ``ef_search`` doubled from 128 up to ``AUTO_EF_MAX`` (1024) the same way (else flat); it starts
+  at 128 because HNSW's held-out recall trails its stored one more (at 1M × 64, ef_search 32
+  gave 0.97 on stored vectors but 0.87 on held-out draws).
+
+The recall sample is ``recall_sample`` (1,000) stored vectors, fewer above 250k vectors so
+that sample × count stays near ``RECALL_WORK`` (250 × 1M; never below 250): the exact search
+costs sample × count × dim multiply-adds, 1.2-1.8 s at 1M and 13 s at 10M here.
 
 An explicit ``index=`` always wins: ``flat``, ``hnsw``, ``ivf`` or ``lsh`` are built as asked,
 with their own options. Every approximate index measures its recall@10 at build the same way;
@@ -92,15 +112,28 @@ KINDS = ("flat", "hnsw", "ivf", "lsh")  # what a built index is; "auto" resolves
 
 # auto: exact flat up to this many stored floats (count × dim); see the module docstring
 AUTO_EXACT_MAX = 6_400_000
-AUTO_EF_MAX = 1024  # auto: the largest ef_search tried before falling back to flat
+AUTO_EF_MAX = 1024  # auto with hnsw: the largest ef_search tried before falling back to flat
+# auto with ivf (the default above the threshold; see the module docstring): about sqrt(n)/2 lists, a
+# power of two, at most AUTO_NLIST_MAX; k-means on AUTO_TRAIN_PER_LIST sampled vectors per list for
+# AUTO_KMEANS_ITER iterations; nprobe doubled from ``nprobe`` up to a quarter of the lists
+AUTO_NLIST_MAX = 2048
+AUTO_TRAIN_PER_LIST = 64
+AUTO_KMEANS_ITER = 10
+# the exact search behind a recall measurement costs sample x count x dim multiply-adds: above
+# RECALL_WORK / recall_sample vectors the sample shrinks to keep sample x count near RECALL_WORK
+# (250 queries at 1M: 0.8 s here), never below RECALL_SAMPLE_MIN
+RECALL_WORK = 250 * 1_000_000
+RECALL_SAMPLE_MIN = 250
 RECALL_K = 10
 EXACT_BLOCK = 16384  # stored rows per matrix product when searching exactly for the recall sample
+ROW_BLOCK = 65536  # rows checked, normalised or added to an index at a time
 
 
 class FaissConfig(RetrieverConfig):
     index: IndexType = pydantic.Field(
         "auto",
-        description="auto: flat while count × dim <= auto_exact_max, else hnsw tuned to auto_recall; "
+        description="auto: flat while count × dim <= auto_exact_max, else auto_approximate (ivf) tuned to "
+        "auto_recall; "
         "flat: exact search; hnsw: graph-based approximate search; ivf: inverted lists (IVF-flat); "
         "lsh: random-hyperplane LSH with an exact re-rank (metric cosine or ip)",
     )
@@ -131,13 +164,18 @@ class FaissConfig(RetrieverConfig):
         "index (6.4M = 100k × 64-d, where flat answers one query in ~0.55 ms on one core), larger ones hnsw "
         "(measured by bench/bench_recall.py threshold)"
     )
+    auto_approximate: Literal["ivf", "hnsw"] = pydantic.Field(
+        "ivf", description="auto: the index above auto_exact_max: ivf (k-means lists, nprobe raised until "
+        "auto_recall; 1M x 64 builds in seconds) or hnsw (ef_search raised until auto_recall; minutes at 1M)"
+    )
     auto_recall: float = pydantic.Field(
-        0.95, gt=0, le=1, description="auto: recall@10 against exact search the hnsw index must reach on "
-        "the recall sample (else the version gets flat)"
+        0.95, gt=0, le=1, description="auto: recall@10 against exact search the approximate index must reach "
+        "on the recall sample (else the version gets flat)"
     )
     recall_sample: int = pydantic.Field(
         1000, ge=1, description="approximate indexes: stored vectors searched at build to measure "
-        "recall@10 against exact search (recorded in the version's metrics)"
+        "recall@10 against exact search (recorded in the version's metrics); fewer above 250k vectors, "
+        "so that sample x count stays near 250 x 1M (never fewer than 250)"
     )
     batch_size: int = pydantic.Field(4096, ge=1, description="queries sent to faiss per call")
     threads: int | None = pydantic.Field(
@@ -168,6 +206,41 @@ def default_nlist(n: int) -> int:
     return max(1, min(int(round(4 * math.sqrt(n))), n // 39))
 
 
+def auto_nlist(n: int) -> int:
+    """index=auto's ivf: sqrt(n)/2 rounded to a power of two (512 at 1M), at most AUTO_NLIST_MAX and
+    n//39, at least 1. Adding n vectors costs n x nlist x dim (assigning each to its list): half
+    of sqrt(n) lists keep that to seconds at 1M while a query scans nprobe/nlist of the vectors."""
+    return max(1, min(AUTO_NLIST_MAX, 2 ** int(round(math.log2(max(1.0, math.sqrt(n) / 2)))), n // 39))
+
+
+def recall_sample_size(n: int, wanted: int) -> int:
+    """Stored vectors searched to measure recall: ``wanted``, fewer for large n (RECALL_WORK)."""
+    return min(wanted, n, max(RECALL_SAMPLE_MIN, RECALL_WORK // max(n, 1)))
+
+
+class UnitRows:
+    """The rows of ``x`` scaled to unit length as they are read (``u[a:b]``, ``u[rows]`` of any
+    shape): cosine indexes that copy their vectors anyway (flat, ivf) are built a block at a time,
+    without a normalised copy of the whole set beside the caller's and the index's."""
+
+    def __init__(self, x: np.ndarray):
+        self.x, self.shape = x, x.shape
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, slice):
+            return unit_rows(self.x[key])
+        rows = np.asarray(key)
+        return unit_rows(self.x[rows.reshape(-1)]).reshape(*rows.shape, self.shape[1])
+
+
+def _add(index: Any, x: "np.ndarray | UnitRows") -> None:
+    for start in range(0, len(x), ROW_BLOCK):
+        index.add(np.ascontiguousarray(x[start:start + ROW_BLOCK]))
+
+
 def _as_matrix(values: Any, what: str, dim: int | None = None) -> np.ndarray:
     """A C-contiguous float32 (n, d) array of finite values, or a ValueError saying what is wrong."""
     arr = np.asarray(values)
@@ -180,7 +253,9 @@ def _as_matrix(values: Any, what: str, dim: int | None = None) -> np.ndarray:
     if dim is not None and arr.shape[1] != dim:
         raise ValueError(f"{what} have dimension {arr.shape[1]}, but the index has dimension {dim}")
     arr = np.ascontiguousarray(arr, dtype=np.float32)
-    finite = np.isfinite(arr).all(axis=1)
+    finite = np.empty(len(arr), dtype=bool)
+    for start in range(0, len(arr), ROW_BLOCK):  # a block at a time: no (n, d) temporary
+        finite[start:start + ROW_BLOCK] = np.isfinite(arr[start:start + ROW_BLOCK]).all(axis=1)
     if not finite.all():
         bad = np.flatnonzero(~finite)
         raise ValueError(
@@ -227,17 +302,26 @@ def exact_neighbours(x: np.ndarray, queries: np.ndarray, k: int, metric: str,
     product over blocks of ``block`` stored rows (memory: queries × block scores at a time).
 
     ``metric`` is "ip" (inner product; normalise both sides first for cosine) or "l2";
-    nearness is the inner product, or 2 q·x - |x|^2 for l2.
+    nearness is the inner product, or 2 q·x - |x|^2 for l2. Once every query has k rows, a block
+    only adds the scores above a query's current k-th (few: k × ln(blocks) per query over all
+    blocks), so selecting costs little beside the matrix products.
     """
     q = np.ascontiguousarray(queries, dtype=np.float32)
-    k = min(k, len(x))
-    best_near = np.full((len(q), 0), -np.inf, dtype=np.float32)
-    best_rows = np.zeros((len(q), 0), dtype=np.int64)
+    nq, k = len(q), min(k, len(x))
+    best_near = np.full((nq, 0), -np.inf, dtype=np.float32)
+    best_rows = np.zeros((nq, 0), dtype=np.int64)
     for start in range(0, len(x), block):
         part = np.asarray(x[start:start + block], dtype=np.float32)
         near = q @ part.T
         if metric == "l2":
             near = 2 * near - np.einsum("nd,nd->n", part, part)[None, :]
+        if best_near.shape[1] == k:  # only scores above the k-th so far can enter
+            kth = best_near.min(axis=1)
+            flat = np.flatnonzero(near > kth[:, None])  # (2-D nonzero is ten times slower)
+            if flat.size:
+                which, cols = np.divmod(flat, near.shape[1])
+                best_rows, best_near = _merge_best(best_rows, best_near, which, cols + start, near[which, cols], k)
+            continue
         if k < near.shape[1]:  # the block's own k best, then merge them with the best so far
             top = np.argpartition(-near, k - 1, axis=1)[:, :k]
         else:
@@ -250,6 +334,20 @@ def exact_neighbours(x: np.ndarray, queries: np.ndarray, k: int, metric: str,
             best_rows = np.take_along_axis(best_rows, keep, axis=1)
     order = np.argsort(-best_near, axis=1, kind="stable")
     return np.take_along_axis(best_rows, order, axis=1), np.take_along_axis(best_near, order, axis=1)
+
+
+def _merge_best(best_rows: np.ndarray, best_near: np.ndarray, which: np.ndarray, rows: np.ndarray,
+                near: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's k best of its current (q, k) best and the candidates (query ``which``, row, nearness)."""
+    nq = len(best_rows)
+    queries = np.concatenate([np.repeat(np.arange(nq), k), which])
+    all_near = np.concatenate([best_near.ravel(), near.astype(best_near.dtype, copy=False)])
+    all_rows = np.concatenate([best_rows.ravel(), rows])
+    order = np.lexsort((-all_near, queries))
+    queries, all_near, all_rows = queries[order], all_near[order], all_rows[order]
+    rank = np.arange(len(queries)) - np.searchsorted(queries, np.arange(nq))[queries]
+    keep = rank < k
+    return all_rows[keep].reshape(nq, k), all_near[keep].reshape(nq, k)
 
 
 class RecallProbe:
@@ -332,6 +430,8 @@ class FaissRetriever(Retriever):
         self.kind_: str | None = None
         self.nlist_: int | None = None
         self.ef_search_: int | None = None  # hnsw built by auto: the tuned ef_search
+        self.nprobe_: int | None = None  # ivf built by auto: the tuned nprobe
+        self.training_: dict[str, int] | None = None  # ivf built by auto: its k-means sample and iterations
         self.rerank_: np.ndarray | None = None  # lsh: the vectors candidates are re-ranked with
         self.chosen_: str | None = None  # "auto" or "config": how kind_ was chosen
         self.report_: dict[str, Any] = {}
@@ -371,14 +471,14 @@ class FaissRetriever(Retriever):
             raise ValueError(f"cannot build an index from vectors of shape {x.shape}; need at least one row and column")
         cfg = self.config
         auto = cfg.index == "auto"
-        kind = ("flat" if n * d <= cfg.auto_exact_max else "hnsw") if auto else cfg.index
-        if cfg.metric == "cosine":
-            x = unit_rows(x)
+        kind = ("flat" if n * d <= cfg.auto_exact_max else cfg.auto_approximate) if auto else cfg.index
+        if cfg.metric == "cosine":  # hnsw and lsh keep (or insert from) the whole normalised set
+            x = unit_rows(x) if kind in ("hnsw", "lsh") else UnitRows(x)
         elif kind == "lsh" and np.may_share_memory(x, vectors):
             x = x.copy()  # lsh keeps x for re-ranking: never the caller's array
         started = time.perf_counter()
         with _omp_threads(cfg.threads):
-            self._make(kind, x)
+            self._make(kind, x, auto)
             self.chosen_ = "auto" if auto else "config"
             measured = {} if kind == "flat" else self._measure(x, auto)  # may fall back to flat
         report: dict[str, Any] = {"kind": self.kind_, "chosen": self.chosen_, "count": n, "dim": d}
@@ -393,13 +493,15 @@ class FaissRetriever(Retriever):
         log.info("faiss %s index (%s) built: %d vectors, dim %d, %.2fs%s", self.kind_, cfg.metric, n, d,
                  report["build_seconds"], "" if recall is None else f", recall@{RECALL_K} {recall:.3f}")
 
-    def _make(self, kind: str, x: np.ndarray) -> None:
-        """Build index ``kind`` over the prepared rows ``x`` (unit rows for cosine)."""
+    def _make(self, kind: str, x: "np.ndarray | UnitRows", auto: bool = False) -> None:
+        """Build index ``kind`` over the prepared rows ``x`` (unit rows for cosine); ``auto``: ivf
+        with auto_nlist lists and a short k-means on a sample (AUTO_TRAIN_PER_LIST, AUTO_KMEANS_ITER)."""
         faiss = _faiss()
         cfg = self.config
         n, d = x.shape
         metric = self._metric_type()
-        self.nlist_ = self.ef_search_ = self.rerank_ = None
+        self.nlist_ = self.ef_search_ = self.nprobe_ = self.rerank_ = None
+        self.training_ = None
         if kind == "flat":
             index = faiss.IndexFlat(d, metric)
         elif kind == "hnsw":
@@ -407,7 +509,7 @@ class FaissRetriever(Retriever):
             index.hnsw.efConstruction = cfg.ef_construction
             index.hnsw.efSearch = cfg.ef_search
         elif kind == "ivf":
-            nlist = default_nlist(n) if cfg.nlist is None else cfg.nlist
+            nlist = cfg.nlist if cfg.nlist is not None else auto_nlist(n) if auto else default_nlist(n)
             if nlist > n:
                 log.warning("faiss ivf: nlist=%d is more than the %d vectors; using nlist=%d", nlist, n, n)
                 nlist = n
@@ -415,15 +517,28 @@ class FaissRetriever(Retriever):
             index = faiss.IndexIVFFlat(quantizer, d, nlist, metric)
             index.cp.seed = cfg.seed
             index.nprobe = min(cfg.nprobe, nlist)
-            index.train(x)
+            if auto:
+                index.cp.niter = AUTO_KMEANS_ITER
+                index.cp.max_points_per_centroid = AUTO_TRAIN_PER_LIST
+                size = min(n, nlist * AUTO_TRAIN_PER_LIST)
+                # the sample k-means would draw anyway, drawn here with the seed (and only it normalised)
+                train = x[np.sort(np.random.default_rng(cfg.seed).choice(n, size=size, replace=False))] \
+                    if size < n else x[:]
+                self.training_ = {"train_points": int(len(train)), "kmeans_iterations": AUTO_KMEANS_ITER}
+            else:
+                train = x[:]
+            index.train(np.ascontiguousarray(train))
+            del train
             self.nlist_ = nlist
         else:
             hashed = _mips_stored(x) if cfg.metric == "ip" else x
             index = faiss.IndexLSH(hashed.shape[1], cfg.lsh_bits, True, False)  # rotate_data, zero thresholds
             index.add(hashed)
             self.rerank_ = x
-        if kind != "lsh":
-            index.add(x)
+        if kind == "hnsw":
+            index.add(np.asarray(x[:]))
+        elif kind != "lsh":
+            _add(index, x)
         self.index_, self.kind_ = index, kind
 
     def _parameters(self) -> dict[str, Any]:
@@ -431,49 +546,62 @@ class FaissRetriever(Retriever):
         if self.kind_ == "hnsw":
             return {"hnsw_m": cfg.hnsw_m, "ef_construction": cfg.ef_construction, "ef_search": cfg.ef_search}
         if self.kind_ == "ivf":
-            return {"nlist": self.nlist_, "nprobe": min(cfg.nprobe, self.nlist_ or 1)}
+            return {"nlist": self.nlist_, "nprobe": min(cfg.nprobe, self.nlist_ or 1), **(self.training_ or {})}
         if self.kind_ == "lsh":
             return {"bits": cfg.lsh_bits, "candidates": cfg.lsh_candidates}
         return {}
 
     def _measure(self, x: np.ndarray, auto: bool) -> dict[str, Any]:
-        """recall@10 on the sample; for auto, the least ef_search reaching auto_recall, or flat."""
+        """recall@10 on the sample; for auto, the least ef_search (hnsw) or nprobe (ivf), doubled from
+        the config's, reaching auto_recall, or else flat."""
         cfg = self.config
         started = time.perf_counter()
-        probe = RecallProbe(x, "l2" if cfg.metric == "l2" else "ip", cfg.recall_sample, cfg.seed)
+        probe = RecallProbe(x, "l2" if cfg.metric == "l2" else "ip", recall_sample_size(len(x), cfg.recall_sample),
+                            cfg.seed)
         if probe.k < 1:  # one vector: nothing to measure
             return {}
         key = f"recall@{probe.k}"
-        ef = cfg.ef_search
-        recall = probe.measure(lambda q, k: self._search_rows(q, k, ef)[0])
-        while auto and recall < cfg.auto_recall and ef < AUTO_EF_MAX:
-            ef = min(2 * ef, AUTO_EF_MAX)
-            recall = probe.measure(lambda q, k: self._search_rows(q, k, ef)[0])
+        if self.kind_ == "ivf":
+            name, value, most = "nprobe", min(cfg.nprobe, self.nlist_), max(min(cfg.nprobe, self.nlist_),
+                                                                             self.nlist_ // 4)
+        else:
+            name, value, most = "ef_search", cfg.ef_search, AUTO_EF_MAX
+        recall = probe.measure(lambda q, k: self._search_rows(q, k, value)[0])
+        while auto and self.kind_ in ("hnsw", "ivf") and recall < cfg.auto_recall and value < most:
+            value = min(2 * value, most)
+            recall = probe.measure(lambda q, k: self._search_rows(q, k, value)[0])
         out: dict[str, Any] = {key: round(recall, 4), "sample": len(probe.rows),
                                "recall_seconds": round(time.perf_counter() - started, 3)}
         if auto and recall < cfg.auto_recall:
-            log.warning("faiss auto: hnsw reached recall@%d %.3f < %.2f at ef_search %d; building flat instead",
-                        probe.k, recall, cfg.auto_recall, ef)
+            log.warning("faiss auto: %s reached recall@%d %.3f < %.2f at %s %d; building flat instead",
+                        self.kind_, probe.k, recall, cfg.auto_recall, name, value)
+            missed = {"kind": self.kind_, key: round(recall, 4), name: value, "sample": len(probe.rows),
+                      "recall_seconds": out["recall_seconds"]}
+            if self.kind_ == "ivf":
+                missed["nlist"] = self.nlist_
             self._make("flat", x)
-            return {"instead_of": {"kind": "hnsw", key: round(recall, 4), "ef_search": ef, "sample": len(probe.rows),
-                                   "recall_seconds": out["recall_seconds"]}}
-        if auto:
-            self.ef_search_ = out["ef_search"] = ef
+            return {"instead_of": missed}
+        if auto and self.kind_ == "ivf":
+            self.nprobe_ = out["nprobe"] = value
+        elif auto:
+            self.ef_search_ = out["ef_search"] = value
         return out
 
     # -- search --------------------------------------------------------------
 
-    def _search_rows(self, q: np.ndarray, k: int, ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Rows and faiss's scores (squared distances for l2) for prepared queries ``q``, batched."""
+    def _search_rows(self, q: np.ndarray, k: int, effort: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and faiss's scores (squared distances for l2) for prepared queries ``q``, batched;
+        ``effort`` overrides ef_search (hnsw) or nprobe (ivf)."""
         faiss = _faiss()
         index = self._built()
         cfg = self.config
         params = None
         if self.kind_ == "hnsw":
-            ef = ef if ef is not None else max(cfg.ef_search, self.ef_search_ or 0)
+            ef = effort if effort is not None else max(cfg.ef_search, self.ef_search_ or 0)
             params = faiss.SearchParametersHNSW(efSearch=max(ef, k))
         elif self.kind_ == "ivf":
-            params = faiss.SearchParametersIVF(nprobe=min(cfg.nprobe, index.nlist))
+            nprobe = effort if effort is not None else max(cfg.nprobe, self.nprobe_ or 0)
+            params = faiss.SearchParametersIVF(nprobe=min(nprobe, index.nlist))
         rows = np.full((q.shape[0], k), -1, dtype=np.int64)
         raw = np.empty((q.shape[0], k), dtype=np.float32)
         for start in range(0, q.shape[0], cfg.batch_size):
@@ -547,6 +675,7 @@ class FaissRetriever(Retriever):
             "count": int(index.ntotal),
             "nlist": self.nlist_,
             "ef_search": self.ef_search_,
+            "nprobe": self.nprobe_,
             "report": self.report_,
             "faiss_version": _faiss().__version__,
         }
@@ -627,7 +756,9 @@ class FaissRetriever(Retriever):
                 self.ef_search_ = meta["ef_search"]
             index.hnsw.efSearch = max(self.config.ef_search, self.ef_search_ or 0)
         elif kind == "ivf":
-            index.nprobe = min(self.config.nprobe, index.nlist)
+            if self.config.index == "auto" and isinstance(meta.get("nprobe"), int):
+                self.nprobe_ = meta["nprobe"]
+            index.nprobe = min(max(self.config.nprobe, self.nprobe_ or 0), index.nlist)
             self.nlist_ = int(index.nlist)
         elif kind == "lsh":
             self.rerank_ = _read_rerank(directory / RERANK_FILE, meta["count"], meta["dim"])

@@ -18,11 +18,14 @@ from embstore_plugins import faiss_retriever
 from embstore.testing import check_retriever
 from embstore_plugins.faiss_retriever import (
     AUTO_EXACT_MAX,
+    AUTO_KMEANS_ITER,
     FaissConfig,
     FaissRetriever,
     RecallProbe,
+    auto_nlist,
     default_nlist,
     exact_neighbours,
+    recall_sample_size,
 )
 
 METRICS = ["ip", "cosine", "l2"]
@@ -430,9 +433,34 @@ def test_auto_is_exact_flat_up_to_the_threshold(data):
     np.testing.assert_array_equal(r.search(q, 10)[0], make(x, index="flat").search(q, 10)[0])
 
 
-def test_auto_above_the_threshold_is_hnsw_with_measured_recall(tmp_path, data):
+def test_auto_above_the_threshold_is_ivf_with_measured_recall(tmp_path, data):
     x, q = data
     r = make(x, auto_exact_max=5000 * 32 - 1, metric="l2")
+    report = r.report()
+    assert r.kind_ == "ivf" and report["kind"] == "ivf" and report["chosen"] == "auto"
+    assert report["nlist"] == auto_nlist(5000) == 32 and report["nprobe"] >= 16
+    assert (report["train_points"], report["kmeans_iterations"]) == (32 * 64, AUTO_KMEANS_ITER)
+    assert report["recall@10"] >= 0.95 and report["sample"] == 1000
+    exact, _ = make(x, index="flat", metric="l2").search(q, 10)
+    assert recall_at_10(r.search(q, 10)[0], exact) >= 0.9
+    r.save(tmp_path)
+    loaded = FaissRetriever.load(tmp_path, FaissConfig(auto_exact_max=1, metric="l2"))
+    assert loaded.kind_ == "ivf" and loaded.report() == report and loaded.nprobe_ == report["nprobe"]
+    np.testing.assert_array_equal(loaded.search(q, 10)[0], r.search(q, 10)[0])
+    with pytest.raises(ConfigError, match="index='flat'.*index='ivf'"):
+        FaissRetriever.load(tmp_path, FaissConfig(index="flat", metric="l2"))
+
+
+def test_auto_nlist_and_recall_sample_follow_the_size():
+    assert [auto_nlist(n) for n in (1, 300, 3000, 100_000, 1_000_000, 10_000_000)] == [1, 7, 32, 128, 512, 2048]
+    assert [recall_sample_size(n, 1000) for n in (500, 100_000, 250_000, 1_000_000, 10_000_000)] == \
+        [500, 1000, 1000, 250, 250]
+    assert recall_sample_size(2_000_000, 100) == 100
+
+
+def test_auto_with_hnsw_above_the_threshold(tmp_path, data):
+    x, q = data
+    r = make(x, auto_exact_max=5000 * 32 - 1, metric="l2", auto_approximate="hnsw")
     report = r.report()
     assert r.kind_ == "hnsw" and report["kind"] == "hnsw" and report["chosen"] == "auto"
     assert report["recall@10"] >= 0.95 and report["sample"] == 1000 and report["ef_search"] >= 128
@@ -454,9 +482,31 @@ def test_an_explicit_index_always_wins(data):
     assert r.kind_ == "hnsw" and r.report()["chosen"] == "config" and r.report()["ef_search"] == 128
 
 
+def test_auto_raises_nprobe_until_the_recall_target(tmp_path):
+    x = np.random.default_rng(0).normal(size=(3000, 16)).astype(np.float32)  # no clusters for the lists to follow
+    r = make(x, auto_exact_max=0, nprobe=1, auto_recall=0.6, threads=1)
+    report = r.report()
+    assert r.kind_ == "ivf" and report["nprobe"] > 1 and report["recall@10"] >= 0.6
+    assert r.nprobe_ == report["nprobe"]
+    r.save(tmp_path)
+    assert FaissRetriever.load(tmp_path, FaissConfig(nprobe=1)).nprobe_ == report["nprobe"]
+    assert FaissRetriever.load(tmp_path, FaissConfig(index="ivf", nprobe=1)).nprobe_ is None  # explicit
+
+
+def test_auto_falls_back_to_flat_when_ivf_misses_the_target(caplog):
+    x = np.random.default_rng(0).normal(size=(3000, 64)).astype(np.float32)  # no structure: hard for ivf
+    r = make(x, auto_exact_max=0, nprobe=1, auto_recall=0.999, threads=1)
+    report = r.report()
+    assert r.kind_ == "flat" and report["kind"] == "flat" and report["exact"] is True
+    assert report["instead_of"]["kind"] == "ivf" and report["instead_of"]["recall@10"] < 0.999
+    assert report["instead_of"]["nprobe"] == 32 // 4 and report["instead_of"]["nlist"] == 32
+    assert "building flat instead" in caplog.text
+    np.testing.assert_array_equal(r.search(x[:5], 3)[0], make(x, index="flat").search(x[:5], 3)[0])
+
+
 def test_auto_raises_ef_search_until_the_recall_target(tmp_path):
     x = np.random.default_rng(0).normal(size=(3000, 64)).astype(np.float32)  # no structure: hard for hnsw
-    r = make(x, auto_exact_max=0, ef_search=1, hnsw_m=16, ef_construction=40, threads=1)
+    r = make(x, auto_exact_max=0, auto_approximate="hnsw", ef_search=1, hnsw_m=16, ef_construction=40, threads=1)
     report = r.report()
     assert r.kind_ == "hnsw" and report["ef_search"] > 1 and report["recall@10"] >= 0.95
     assert r.ef_search_ == report["ef_search"]
@@ -467,7 +517,8 @@ def test_auto_raises_ef_search_until_the_recall_target(tmp_path):
 
 def test_auto_falls_back_to_flat_when_hnsw_misses_the_target(caplog):
     x = np.random.default_rng(0).normal(size=(3000, 64)).astype(np.float32)
-    r = make(x, auto_exact_max=0, ef_search=1, hnsw_m=2, ef_construction=1, threads=1)  # a broken graph
+    r = make(x, auto_exact_max=0, auto_approximate="hnsw", ef_search=1, hnsw_m=2, ef_construction=1,
+             threads=1)  # a broken graph
     report = r.report()
     assert r.kind_ == "flat" and report["kind"] == "flat" and report["exact"] is True
     assert report["instead_of"]["kind"] == "hnsw" and report["instead_of"]["recall@10"] < 0.95
@@ -524,7 +575,7 @@ def test_publish_records_the_index_report_in_the_metrics(store):
 
     big = store.publish("items", clustered_embeddings(per_cluster=60), retriever_config={"auto_exact_max": 100})
     index = store.resolve(big.ref).metrics["index"]
-    assert index["kind"] == "hnsw" and index["recall@10"] >= 0.95 and index["sample"] == 300
+    assert index["kind"] == "ivf" and index["recall@10"] >= 0.95 and index["sample"] == 300
     [res] = store.recall(big.ref, ids=[0], k=10)
     assert len(res.ids) == 10 and all(i // 60 == 0 for i in res.ids)
 
@@ -533,3 +584,38 @@ def test_publish_records_the_index_report_in_the_metrics(store):
     assert (index["kind"], index["chosen"], index["bits"]) == ("lsh", "config", 512) and index["recall@10"] >= 0.9
     [res] = store.recall(lsh.ref, ids=[0], k=10)
     assert all(i // 60 == 0 for i in res.ids)
+
+
+def test_unit_rows_reads_normalised_rows_of_any_shape():
+    from embstore.linalg import unit_rows
+    from embstore_plugins.faiss_retriever import UnitRows
+
+    x = np.random.default_rng(8).normal(size=(50, 6)).astype(np.float32)
+    x[7] = 0
+    u, want = UnitRows(x), unit_rows(x)
+    assert len(u) == 50 and u.shape == (50, 6)
+    np.testing.assert_array_equal(u[3:9], want[3:9])
+    np.testing.assert_array_equal(u[np.array([[1, 7], [4, 4]])], want[np.array([[1, 7], [4, 4]])])
+
+
+@pytest.mark.parametrize("index", ["auto", "flat"])
+def test_cosine_builds_copy_no_whole_normalised_set(index):
+    """flat and ivf copy the vectors into the index: for cosine they are normalised a block at a
+    time, so the build's own numpy memory stays well below one more copy of the set (the recall
+    measurement's blocks, sample × EXACT_BLOCK scores, kept small here)."""
+    import tracemalloc
+
+    x = clustered(200_000, d=64)
+    r = FaissRetriever(FaissConfig(index=index, auto_exact_max=0, recall_sample=50))
+    tracemalloc.start()
+    try:
+        r.build(x)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert r.kind_ == ("ivf" if index == "auto" else "flat")
+    assert peak < 0.5 * x.nbytes, (peak, x.nbytes)
+    exact = np.argsort(-(x[:5] / np.linalg.norm(x[:5], axis=1, keepdims=True))
+                       @ (x / np.linalg.norm(x, axis=1, keepdims=True)).T, axis=1)[:, :5]
+    if index == "flat":
+        np.testing.assert_array_equal(r.search(x[:5], 5)[0][:, 0], exact[:, 0])
