@@ -4,16 +4,21 @@ random, then run the consistency checker (registry vs Feast vs files and indexes
     python bench/bench_soak.py                       # embedded backend, 4 workers, 5 minutes
     python bench/bench_soak.py --minutes 1 --backend team \\
         --postgres postgresql+psycopg://postgres@127.0.0.1:5432/test --redis redis://127.0.0.1:6379/0
+    python bench/bench_soak.py --backend team --minutes 0.5 --seeds 1-8   # one soak per seed, then totals
 
-Each worker is its own process: it publishes random vectors to one of a few shared sets
+The driver writes the home's settings and nothing more, so the first workers open a store nobody
+has opened yet, all at once, as job hosts starting together do (the registry's schema and
+migrations, Feast's registry tables; ``--no-fresh`` creates them first). Each worker is its own
+process: it publishes random vectors to one of a few shared sets
 (promoting ``prod`` most of the time), reads ``prod`` back (vectors and recall), and now and
 then rolls ``prod`` back. The driver kills a random worker (SIGKILL) every few seconds and
 starts a new one. At the end the workers stop, the store is reopened (which reaps the
 killed publishers' versions), and the checker runs before and after ``gc``.
 
 Prints publishes completed, kills (and how many hit a publish in flight), failed versions,
-errors that were not EmbstoreErrors (target 0) and inconsistencies (target 0); exit status 1
-if any inconsistency or unexpected error was found. ``--json`` prints the figures as JSON.
+errors that were not EmbstoreErrors, opening the store included (target 0), and inconsistencies
+(target 0); exit status 1 if any inconsistency or unexpected error was found. ``--json`` prints
+the figures as JSON; ``--seeds`` runs one soak per seed and prints a line each and the totals.
 """
 
 from __future__ import annotations
@@ -56,6 +61,10 @@ def worker(home: str, wid: int, log: Path, stop: Path, rows: int, dim: int, seed
         store.feast.store  # import and load Feast before saying ready
     except EmbstoreError as exc:
         event("start_error", error=str(exc))
+        return
+    except Exception as exc:  # noqa: BLE001 - counted: opening a fresh store must not fail like this
+        event("unexpected", set=None, error=f"open: {type(exc).__name__}: {exc}"[:300],
+              where=traceback.format_exc().splitlines()[-3][:200])
         return
     event("ready", pid=os.getpid())
     while not stop.exists():
@@ -124,14 +133,21 @@ class Worker:
         return bool(last) and last[-1] == "begin"
 
 
-def _init_store(args, home: Path):
+def _init_store(args, home: Path) -> None:
+    """The home's settings; with --no-fresh also the registry, Feast repo and their schemas."""
+    from embstore.settings import parse_settings, write_default_settings
     from embstore.store import EmbeddingStore
 
+    settings = {}
     if args.backend == "team":
         tag = uuid.uuid4().hex[:8]
-        return EmbeddingStore.init(home, progress=False, backend="team", postgres_url=args.postgres,
-                                   redis_url=args.redis, schema=f"soak_{tag}", project=f"soak_{tag}")
-    return EmbeddingStore.init(home, progress=False)
+        settings = {"backend": "team", "postgres_url": args.postgres, "redis_url": args.redis,
+                    "schema": f"soak_{tag}", "project": f"soak_{tag}"}
+    if not args.fresh:
+        EmbeddingStore.init(home, progress=False, **settings).close()
+        return
+    home.mkdir(parents=True, exist_ok=True)
+    write_default_settings(home, parse_settings(settings))
 
 
 def _drop_team(store, postgres_url: str) -> None:
@@ -156,7 +172,7 @@ def drive(args) -> int:
     run_dir = Path(args.home).resolve() if args.home else Path(tempfile.mkdtemp(prefix="embstore-soak-"))
     run_dir.mkdir(parents=True, exist_ok=True)
     home = run_dir / "home"
-    _init_store(args, home).close()
+    _init_store(args, home)
     stop = run_dir / "stop"
     print(f"soak: {args.backend} backend, {args.workers} workers, {args.minutes} min, kills every "
           f"{args.kill_min}-{args.kill_max} s, home {home}", flush=True)
@@ -228,6 +244,7 @@ def drive(args) -> int:
         "publishes_reported_by_workers": count("published"),
         "publish_errors_clean": count("failed"),
         "read_errors_clean": count("read_error"),
+        "start_errors_clean": count("start_error"),
         "unexpected_errors": len(unexpected),
         "kills": kills,
         "kills_during_publish": kills_in_publish,
@@ -254,7 +271,8 @@ def drive(args) -> int:
         print(f"versions: {figures['versions']} = {figures['publishes_completed']} published + "
               f"{figures['failed_versions']} failed + {figures['building_left']} building")
         print(f"clean publish errors (EmbstoreError): {figures['publish_errors_clean']}; clean read errors: "
-              f"{figures['read_errors_clean']}; unexpected errors: {len(unexpected)}")
+              f"{figures['read_errors_clean']}; clean start errors: {figures['start_errors_clean']}; "
+              f"unexpected errors: {len(unexpected)}")
         print(f"inconsistencies: {len(report.inconsistencies)} ({report.summary()}; {check_s:.1f} s)")
         print(f"after gc ({len(removed)} failed versions collected): {len(after.inconsistencies)} inconsistencies")
     for f in report.inconsistencies[:20] + after.inconsistencies[:20]:
@@ -289,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dim", type=int, default=16)
     p.add_argument("--online-sample", type=int, default=20, help="online rows the checker compares per version")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", help="run one soak per seed (e.g. 1-8 or 3,5) and print a line each and the totals")
+    p.add_argument("--fresh", action=argparse.BooleanOptionalAction, default=True,
+                   help="workers open a store nobody has opened yet (default); --no-fresh creates it first")
     p.add_argument("--keep", action="store_true", help="team: keep the soak's PostgreSQL schemas and Redis keys")
     p.add_argument("--json", action="store_true")
     # worker mode (internal)
@@ -300,7 +321,47 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         worker(args.worker, args.wid, Path(args.log), Path(args.stop), args.rows, args.dim, args.seed)
         return 0
+    if args.seeds:
+        return many(args)
     return drive(args)
+
+
+def many(args) -> int:
+    """One soak per seed, each in a child process (its own run directory and store)."""
+    seeds: list[int] = []
+    for part in args.seeds.split(","):
+        first, _, last = part.partition("-")
+        seeds.extend(range(int(first), int(last or first) + 1))
+    common = ["--minutes", str(args.minutes), "--workers", str(args.workers), "--backend", args.backend,
+              "--postgres", args.postgres, "--redis", args.redis, "--kill-min", str(args.kill_min),
+              "--kill-max", str(args.kill_max), "--rows", str(args.rows), "--dim", str(args.dim),
+              "--online-sample", str(args.online_sample), "--fresh" if args.fresh else "--no-fresh"]
+    if args.keep:
+        common.append("--keep")
+    keys = ("publishes_completed", "kills", "kills_during_publish", "workers_started", "unexpected_errors",
+            "publish_errors_clean", "read_errors_clean", "start_errors_clean", "inconsistencies",
+            "inconsistencies_after_gc", "failed_versions")
+    totals = dict.fromkeys(keys, 0)
+    worst = 0
+    for seed in seeds:
+        home = ["--home", str(Path(args.home) / f"seed{seed}")] if args.home else []
+        run = subprocess.run([sys.executable, __file__, *common, *home, "--seed", str(seed), "--json"],
+                             capture_output=True, text=True)
+        lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
+        if not lines:
+            print(f"seed {seed}: no figures (exit {run.returncode}): {run.stderr[-500:]}")
+            worst = 1
+            continue
+        figures = json.loads(lines[-1])
+        worst = max(worst, run.returncode)
+        for key in keys:
+            totals[key] += figures[key]
+        print(f"seed {seed}: " + ", ".join(f"{key} {figures[key]}" for key in keys), flush=True)
+        for line in run.stdout.splitlines():
+            if line.startswith(("  UNEXPECTED", "  INCONSISTENT")):
+                print("  " + line.strip())
+    print(f"{len(seeds)} soaks ({args.backend}, {args.minutes} min each): " + ", ".join(f"{k} {v}" for k, v in totals.items()))
+    return worst
 
 
 if __name__ == "__main__":

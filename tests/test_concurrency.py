@@ -4,7 +4,9 @@
   publish either completes or fails cleanly (PublishError, version marked failed, aliases
   unchanged); every published version holds exactly what its own publisher wrote;
 - an alias moved back and forth by another process while readers query never yields a
-  mix of versions within one response (each version's vectors encode its number).
+  mix of versions within one response (each version's vectors encode its number);
+- several processes opening one fresh store at the same moment (schemas, migrations, Feast's
+  registry tables) all succeed, and so do many sessions creating one PostgreSQL schema.
 """
 
 from __future__ import annotations
@@ -236,3 +238,104 @@ def test_alias_moves_never_mix_versions_within_a_response(backend_home, tmp_path
     assert store.resolve("items@prod").number in (1, 2, 3)
     report = check_store(store)
     assert report.ok, [f.line() for f in report.inconsistencies]
+
+
+OPENER = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+    import numpy as np
+    from embstore.embeddings import Embeddings
+    from embstore.store import EmbeddingStore
+
+    home, ready, go, tag = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+    ready.touch()  # imported: the opening itself is what races
+    while not go.exists():
+        time.sleep(0.001)
+    store = EmbeddingStore(home, progress=False)
+    store.feast.store  # Feast's registry opened (its tables created on first use)
+    emb = Embeddings(ids=np.arange(20, dtype=np.int64), vectors=np.full((20, 4), float(tag), dtype=np.float32))
+    v = store.publish(f"fresh_{tag}", emb, promote="prod")
+    got = store.vectors(f"fresh_{tag}@prod", [0, 19]).matrix
+    print(json.dumps({"number": v.number, "value": float(got[0, 0]), "last": float(got[1, 0])}))
+    store.close()
+    """
+)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_processes_opening_one_fresh_store_at_once_all_succeed(backend, tmp_path, request):
+    """A home whose settings exist but whose registry, Feast registry and online store do not yet:
+    several processes open it at the same moment (schemas, migrations, Feast's tables and project),
+    then each publishes and reads. None may fail (the team backend used to raise IntegrityError)."""
+    from embstore.settings import parse_settings, write_default_settings
+
+    home = tmp_path / "home"
+    home.mkdir()
+    settings = {}
+    if backend == "team":
+        request.getfixturevalue("team_available")
+        settings = team_settings()
+    write_default_settings(home, parse_settings(settings))  # what `embstore init` writes, nothing more
+    script = tmp_path / "opener.py"
+    script.write_text(OPENER)
+    go = tmp_path / "go"
+    count = 4
+    ready = [tmp_path / f"ready{i}" for i in range(count)]
+    procs = [subprocess.Popen([sys.executable, str(script), str(home), str(r), str(go), str(i + 1)], env=_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i, r in enumerate(ready)]
+    store = None
+    try:
+        _wait_for(ready, procs)
+        go.touch()
+        outs = [p.communicate(timeout=300) for p in procs]
+        for p, (out, err) in zip(procs, outs):
+            assert p.returncode == 0, err[-4000:]
+        results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+        assert [(r["number"], r["value"], r["last"]) for r in results] == [(1, float(i), float(i)) for i in range(1, count + 1)]
+        store = EmbeddingStore(home, progress=False)
+        assert store.sets() == [f"fresh_{i}" for i in range(1, count + 1)]
+        report = check_store(store)
+        assert report.ok, [f.line() for f in report.inconsistencies]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        if store is not None:
+            drop_team_store(store) if backend == "team" else store.close()
+
+
+def test_a_postgres_schema_created_by_many_connections_at_once(team_available):
+    """CREATE SCHEMA IF NOT EXISTS alone raises a unique violation when two sessions run it at once."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    from conftest import POSTGRES_URL
+    from embstore.backends.schema import ensure_pg_schema
+    from embstore.backends.team import with_search_path
+
+    errors: list = []
+    for _ in range(3):
+        name = f"race_{uuid.uuid4().hex[:10]}"
+        barrier = threading.Barrier(8)
+
+        def create(url=with_search_path(POSTGRES_URL, name)):
+            barrier.wait()
+            try:
+                ensure_pg_schema(url)
+            except Exception as exc:  # noqa: BLE001 - collected for the assertion
+                errors.append(repr(exc)[:300])
+
+        threads = [threading.Thread(target=create) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        engine = sa.create_engine(POSTGRES_URL, poolclass=sa.pool.NullPool)
+        with engine.begin() as conn:
+            assert conn.execute(sa.text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": name}).first()
+            conn.execute(sa.text(f'DROP SCHEMA "{name}"'))
+        engine.dispose()
+    assert errors == []

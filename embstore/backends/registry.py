@@ -17,6 +17,7 @@ import re
 import socket
 import threading
 import time
+import zlib
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Iterator
@@ -171,19 +172,46 @@ class Registry:
         self._marker = ChangeMarker(url)
 
     def _ensure_schema(self) -> None:
-        ensure_pg_schema(self.url)
         stored = self._stored_revision()
         if stored is not None and stored == quick_head():
             return  # at the head: one query, no Alembic
         try:
-            head = head_revision()
-            if current_revision(self.engine) != head:
-                upgrade(self.engine)
+            with self._migration_lock():  # processes opening a fresh store at once take turns
+                ensure_pg_schema(self.url)
+                head = head_revision()
+                if current_revision(self.engine) != head:
+                    upgrade(self.engine)
         except OperationalError as exc:
             raise EmbstoreError(
                 f"cannot reach the version registry at {self._safe_url()}: {exc.orig}; "
                 "check that the database is running and the URL is right (embstore doctor)"
             ) from None
+
+    @contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        """Held while the schema is created or upgraded: a PostgreSQL advisory lock named by the
+        URL (database and search_path), a file lock beside a SQLite file; other databases none."""
+        url = sa.engine.make_url(self.url)
+        backend = url.get_backend_name()
+        if backend.startswith("postgresql"):
+            key = zlib.crc32(("embstore registry " + self._safe_url()).encode())
+            engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+            try:
+                with engine.connect() as conn:
+                    conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+                    try:
+                        yield
+                    finally:
+                        conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            finally:
+                engine.dispose()
+        elif backend == "sqlite" and url.database and url.database != ":memory:":
+            from filelock import FileLock
+
+            with FileLock(f"{url.database}.migrations.lock", timeout=600):
+                yield
+        else:
+            yield
 
     def _stored_revision(self) -> str | None:
         """The revision in the version table, or None when it cannot be read (no table yet, or the

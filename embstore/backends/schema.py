@@ -79,7 +79,10 @@ def ensure_pg_schema(url: str) -> None:
     engine = sa.create_engine(parsed, poolclass=sa.pool.NullPool)
     try:
         with engine.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+            if conn.execute(sa.text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": schema}).first() is None:
+                conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    except sa.exc.IntegrityError:
+        pass  # another process created it at the same moment (IF NOT EXISTS does not cover that race)
     except OperationalError as exc:
         raise EmbstoreError(
             f"cannot reach PostgreSQL at {parsed.render_as_string(hide_password=True)}: {exc.orig}; "
