@@ -271,3 +271,30 @@ def test_vectors_come_back_in_request_order_with_unknown_ids_listed_in_order(sto
     assert got.ids == known and got.missing == [3, "nope", 5] * 10
     np.testing.assert_array_equal(got.matrix, emb.vectors[[k // 2 for k in known]])
     assert got.matrix.dtype == np.float32 and type(got.matrix) is np.ndarray
+
+
+def test_first_lookups_from_many_threads_at_once():
+    """pandas builds an Index's hash table lazily and not thread-safely: threads doing their first
+    lookup at once used to see a half-built table ('Reindexing only valid with uniquely valued Index
+    objects', once in a team-backend concurrency run); LoadedVectors builds it under a lock."""
+    import threading
+
+    ids = np.arange(200_000, dtype=np.int64) * 3
+    wanted = list(range(0, 300, 3))
+    for _ in range(20):
+        loaded = LoadedVectors(ids=ids, vectors=np.zeros((len(ids), 2), dtype=np.float32))
+        barrier, errors, results = threading.Barrier(4), [], []
+
+        def lookup():
+            barrier.wait()
+            try:
+                results.append(loaded.rows(wanted)[0].tolist())
+            except Exception as exc:  # noqa: BLE001 - collected for the assertion
+                errors.append(repr(exc))
+
+        threads = [threading.Thread(target=lookup) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [] and results == [list(range(100))] * 4

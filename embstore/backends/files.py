@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from dataclasses import dataclass
 from functools import cached_property
 from datetime import datetime
@@ -137,6 +138,7 @@ def verify(directory: Path, checksums: dict[str, str], names: list[str] | None =
             )
 
 
+_INDEX_LOCK = threading.Lock()
 SMALL_LOOKUP = 8  # up to this many ids are looked up one at a time (get_loc ~1 µs; get_indexer ~12 µs to start)
 _INT64 = np.iinfo(np.int64)
 
@@ -150,8 +152,14 @@ class LoadedVectors:
 
     @cached_property
     def index(self) -> pd.Index:
-        """The ids as a hashed pandas Index: rows of many ids at once (``index.get_indexer``)."""
-        return pd.Index(self.ids)
+        """The ids as a hashed pandas Index: rows of many ids at once (``index.get_indexer``). Its hash
+        table is built here, under a lock: pandas fills it lazily and not thread-safely (two threads
+        doing their first lookup at once can see a half-built table and call the ids not unique)."""
+        with _INDEX_LOCK:
+            index = pd.Index(self.ids)
+            if not index.is_unique:  # builds the table; published versions have unique ids
+                raise IntegrityError("a version's ids are not unique; republish it")
+            return index
 
     @cached_property
     def row_of(self) -> dict:
@@ -170,8 +178,7 @@ class LoadedVectors:
 
     def prepare(self) -> "LoadedVectors":
         """Build the id hash table now, not in the first ``rows`` call (about 30 ms per million ids)."""
-        if len(self.ids):
-            self.index.get_loc(self.ids[0])
+        self.index
         return self
 
     def rows(self, ids) -> tuple[np.ndarray, list]:
