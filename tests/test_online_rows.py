@@ -267,3 +267,22 @@ def test_chunked_list_columns_publish_and_write_the_same_rows(any_store, monkeyp
     ours, _ = both_ways(any_store, v.feature_view, "item_id", files.offline_frame(emb, "item_id", v.valid_from),
                         emb.ids.tolist())
     assert published == ours
+
+
+def test_redis_rows_expire_as_feasts_do(team_available, home):
+    """With the online store's key_ttl_seconds set, every hash gets Feast's EXPIRE too."""
+    from conftest import drop_team_store, team_settings
+    from embstore.store import EmbeddingStore
+
+    store = EmbeddingStore.init(home, progress=False, **team_settings())
+    try:
+        store.feast.store.config.online_store.key_ttl_seconds = 3600
+        emb = clustered_embeddings().validated()
+        v = store.publish("items", emb, retriever_config={"index": "flat"})
+        both_ways(store, v.feature_view, "item_id", files.offline_frame(emb, "item_id", v.valid_from),
+                  emb.ids.tolist())
+        client = _redis(store)
+        ttls = {client.ttl(k) for k in client.scan_iter(b"*" + store.feast.store.project.encode())}
+        assert ttls and all(3500 < t <= 3600 for t in ttls)
+    finally:
+        drop_team_store(store)

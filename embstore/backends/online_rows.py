@@ -93,9 +93,8 @@ def blob_list(blobs: np.ndarray | list) -> list:
     """Per-row byte strings: ``blobs`` as they are when a list, else the rows of a (n, w) uint8 matrix."""
     if isinstance(blobs, list):
         return blobs
-    width = blobs.shape[1]
-    flat = blobs.tobytes()
-    return [flat[i:i + width] for i in range(0, len(flat), width)]
+    # one void scalar per row: tolist() makes their bytes in C (trailing zero bytes kept, unlike "S")
+    return np.ascontiguousarray(blobs).view(np.dtype((np.void, blobs.shape[1]))).ravel().tolist()
 
 
 def _fixed(prefix: bytes, payload: np.ndarray) -> np.ndarray:
