@@ -28,7 +28,7 @@ IVF index above that, tuned at build to a measured recall:
   harder data (10,000 clusters, noise 0.5): HNSW16/40 87 s, 0.980; IVF 5.6 s, 0.949 held out
   (0.965 on the stored sample it was tuned on). At 10M × 64, IVF with 2048 lists: 110 s,
   0.975 at nprobe 16, 0.89 ms a query (flat: 115 ms). A whole publish of 1M vectors takes
-  about 16 s here (bench/bench_publish.py), so a graph built in minutes would be most of it,
+  10-17 s here (bench/bench_publish.py), so a graph built in minutes would be most of it,
   while IVF costs seconds: adding n vectors costs n × nlist × dim, hence half of sqrt(n) lists.
   Held-out queries (a user's mean vector) find a little less than the stored sample says
   (0.949 against 0.965 above): raise ``auto_recall`` for a margin.
