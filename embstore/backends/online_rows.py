@@ -38,7 +38,7 @@ sqlite.py and redis.py ``online_write_batch``, feast/infra/key_encoding_utils.py
 Each write first runs Feast's own conversion on a few rows of the frame (``CHECK_ROWS``: the
 first, the last and some between) and compares its bytes with these; a difference raises
 ``FeastFormatError`` before anything is written. tests/test_online_rows.py writes whole frames
-both ways and compares every stored byte. **This is why pyproject pins feast==0.67.***: a Feast
+both ways and compares every stored byte. This is why pyproject pins feast==0.67.*: a Feast
 whose format differs fails that test and every write, rather than leaving rows Feast cannot read.
 
 An online store type this module does not know, or a setting that changes what Feast writes
@@ -115,7 +115,7 @@ def _as_bytes_matrix(values: np.ndarray, dtype: str) -> np.ndarray:
 class Stamps:
     """A timestamp column: ``codes[i]`` indexes ``values`` (the distinct datetimes, as Feast makes them)."""
 
-    codes: np.ndarray
+    codes: np.ndarray | None  # None when the column holds one value
     values: list
 
     def per_row(self, rows: np.ndarray, convert: Callable[[Any], Any]) -> "Same | list":
@@ -193,7 +193,8 @@ class FrameRows:
 
         raw = pa.array(self.frame[column]).to_numpy(zero_copy_only=False)  # datetime64 of UTC, naive
         codes, distinct = pd.factorize(raw.view(np.int64), sort=False)
-        return Stamps(codes=codes, values=[_coerce_datetime(v) for v in pd.to_datetime(distinct.view(raw.dtype))])
+        values = [_coerce_datetime(v) for v in pd.to_datetime(distinct.view(raw.dtype))]
+        return Stamps(codes=codes if len(values) > 1 else None, values=values)  # one time: no codes kept
 
     def _float_matrix(self, name: str) -> np.ndarray | None:
         """A float32 list column as one (n, d) matrix (zero-copy from an Arrow-backed column of one
@@ -217,7 +218,8 @@ class FrameRows:
         if not parts or len({p.shape[1] for p in parts}) != 1:
             return None
         matrix = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        return matrix if np.isfinite(matrix).all() else None
+        finite = all(np.isfinite(matrix[s:s + CHUNK_ROWS]).all() for s in range(0, len(matrix), CHUNK_ROWS))
+        return matrix if finite else None  # (checked a chunk at a time: no (n, d) temporary)
 
     def _key_order(self) -> np.ndarray:
         """Frame positions in the byte order of their serialized entity keys."""
