@@ -99,7 +99,7 @@ def as_of(args, tmp: Path) -> dict:
     floor = floor_as_of(rows, valid_from, loaded)
     floor_s = time.perf_counter() - t0
     columns = [f"items_embedding_{j}" for j in range(args.dim)]
-    sample = rng.choice(len(rows), 2000, replace=False)
+    sample = rng.choice(len(rows), min(2000, len(rows)), replace=False)
     np.testing.assert_array_equal(wide[columns].to_numpy()[sample], floor[sample])
     assert all((listed["items_embedding"][i] is None) == np.isnan(floor[i, 0]) for i in sample)
     store.close()
