@@ -4,8 +4,10 @@ against popularity and item-kNN measured in the same run, plus training and publ
     python bench/bench_item2vec.py [--movielens ../shared/data/ml-latest-small] [--epochs 10]
 
 Protocol (as in the data README): ratings >= 3.5 ordered by time; each user's last
-item is held out; the user vector is the mean of the unit vectors of their last 20
-training items; items already seen are excluded from the top 10.
+item is held out; the user vector is the mean of the unit vectors of their last 5
+training items (--last); items already seen are excluded from the top 10. Options left
+unset take the producer's defaults. bench/bench_quality.py runs the same protocol for
+every producer, on two disjoint halves of the users.
 """
 
 from __future__ import annotations
@@ -48,11 +50,12 @@ def hit_metrics(ranked: dict, truth: dict, k: int = 10) -> tuple[float, float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--movielens", type=Path, default=DEFAULT_ML)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--dim", type=int, default=64)
-    p.add_argument("--window", default="20")
-    p.add_argument("--last", type=int, default=20, help="items of history that form the user vector")
-    p.add_argument("--min-count", type=int, default=20, help="items rarer than this get no vector (1 keeps all; HR@10 drops to ~0.02: rare items' noisy vectors crowd the top 10)")
+    p.add_argument("--epochs", type=int, default=None, help="default: the producer's")
+    p.add_argument("--dim", type=int, default=None, help="default: the producer's")
+    p.add_argument("--window", default=None, help="default: the producer's")
+    p.add_argument("--last", type=int, default=5, help="items of history that form the user vector")
+    p.add_argument("--min-count", type=int, default=None, help="items rarer than this get no vector (default: the "
+                   "producer's; 1 keeps all, and rare items' noisy vectors crowd the top 10)")
     args = p.parse_args()
     if not (args.movielens / "ratings.csv").exists():
         sys.exit(f"MovieLens not found at {args.movielens}; pass --movielens")
@@ -67,12 +70,15 @@ def main() -> None:
         train.rename(columns={"userId": "user_id", "movieId": "item_id"}).to_csv(train_path, index=False)
         store = EmbeddingStore.init(Path(tmp) / "home", progress=False)
         t0 = time.perf_counter()
+        given = {"epochs": args.epochs, "dim": args.dim, "min_count": args.min_count,
+                 "window": args.window if args.window in (None, "all") else int(args.window)}
         version = store.run("item2vec", "movies", {"interactions": train_path},
-                            {"epochs": args.epochs, "dim": args.dim, "min_count": args.min_count, "window": args.window if args.window == "all" else int(args.window), "seed": 1})
+                            {k: v for k, v in given.items() if v is not None})
         run_s = time.perf_counter() - t0
-        vectors = store.vectors(version.ref, version_ids := list(store._loaded(version).ids), allow_missing=True)
-        unit = vectors.matrix / np.maximum(np.linalg.norm(vectors.matrix, axis=1, keepdims=True), 1e-12)
-        row = {i: r for r, i in enumerate(vectors.ids)}
+        with np.load(store.export(version.ref, Path(tmp) / "vectors.npz")) as exported:
+            ids, matrix = exported["ids"], exported["vectors"]
+        unit = matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+        row = {i: r for r, i in enumerate(ids.tolist())}
 
         t0 = time.perf_counter()
         ranked_i2v = {}
@@ -111,8 +117,9 @@ def main() -> None:
 
     rows = [
         ("popularity", *hit_metrics(ranked_pop, truth)),
-        ("item-kNN cosine (last 20)", *hit_metrics(ranked_knn, truth)),
-        (f"item2vec via store (dim {args.dim}, window {args.window}, {args.epochs} epochs)", *hit_metrics(ranked_i2v, truth)),
+        (f"item-kNN cosine (last {args.last})", *hit_metrics(ranked_knn, truth)),
+        (f"item2vec via store ({version.config.get('min_count')} min_count, window {version.config.get('window')}, "
+         f"{version.config.get('epochs')} epochs)", *hit_metrics(ranked_i2v, truth)),
     ]
     print(f"MovieLens latest-small, ratings >= 3.5, leave-last-out, {len(truth)} users evaluated")
     print(f"{'method':<52} {'HR@10':>7} {'NDCG@10':>8}")
@@ -120,6 +127,8 @@ def main() -> None:
         print(f"{name:<52} {hr:7.3f} {ndcg:8.3f}")
     pop_hr = rows[0][1]
     print(f"item2vec HR@10 / popularity HR@10 = {rows[2][1] / pop_hr:.2f}x; / item-kNN = {rows[2][1] / max(rows[1][1], 1e-9):.2f}x")
+    recallable = float(np.mean([i in row for i in truth.values()]))
+    print(f"held-out items with a vector (recallable): {recallable:.3f}")
     print(f"train+publish {run_s:.1f} s ({version.count} items); recall {len(users)} users {recall_s:.2f} s "
           f"({1000 * recall_s / len(users):.2f} ms/query through the store)")
 
