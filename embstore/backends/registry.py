@@ -2,7 +2,9 @@
 
 Any SQLAlchemy URL works; the schema is brought to the Alembic head when the
 registry is opened (embstore.backends.schema), so a store created by an older
-embstore upgrades itself.
+embstore upgrades itself; processes opening a fresh store at once take turns
+(a PostgreSQL advisory lock, a file lock beside a SQLite file), and a registry
+already at the head opens with one query and no Alembic.
 
 Every transaction that can change what a ref resolves to (publish, alias moves and
 rollbacks, version updates, metrics) ends by bumping one counter row
@@ -29,7 +31,14 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from embstore.backends.models import Alias, AliasEvent, Changes, EmbeddingSet, Version, utcnow
-from embstore.backends.schema import current_revision, ensure_pg_schema, head_revision, make_engine, upgrade
+from embstore.backends.schema import (
+    current_revision,
+    ensure_pg_schema,
+    head_revision,
+    make_engine,
+    migrations_dir,
+    upgrade,
+)
 from embstore.errors import BackendUnavailableError, ConfigError, EmbstoreError, NotFoundError, first_line
 from embstore.refs import Ref, VersionInfo, check_alias_name, check_set_name
 
@@ -40,8 +49,6 @@ def quick_head() -> str | None:
     """The head revision, read from the migration files by pattern instead of by Alembic (which
     costs a read-only CLI call 0.1-0.2 s to import); None when they do not read as one linear
     chain (a merge, an unusual header), and then Alembic decides."""
-    from embstore.backends.schema import migrations_dir
-
     revisions, downs = set(), set()
     for path in (migrations_dir() / "versions").glob("*.py"):
         text = path.read_text()

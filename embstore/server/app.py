@@ -48,6 +48,7 @@ from embstore.errors import (
 from embstore.ids import typed_id
 from embstore.linalg import unit_rows
 from embstore.refs import Ref
+from embstore.server.common import metric_of
 
 log = logging.getLogger("embstore.server")
 
@@ -218,10 +219,6 @@ class SetsOut(pydantic.BaseModel):
 def version_out(v) -> VersionOut:
     d = v.as_dict()
     return VersionOut(**{k: d[k] for k in VersionOut.model_fields})
-
-
-def metric_of(v) -> str:
-    return str((v.retriever_config or {}).get("metric", "cosine"))
 
 
 class Service:

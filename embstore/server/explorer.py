@@ -34,7 +34,7 @@ from embstore.caching import LRU
 from embstore.errors import EmbstoreError, NotFoundError, UnknownIdsError
 from embstore.ids import plain_list, typed_id
 from embstore.linalg import unit_rows
-from embstore.server.app import metric_of
+from embstore.server.common import metric_of
 
 HERE = Path(__file__).resolve().parent
 K_DEFAULT = 10
