@@ -217,7 +217,7 @@ def test_describe_works_for_retrievers_and_evaluators_and_names_the_known_ones()
     assert eges["infer"] is True and "side_info" in eges["requires"] + eges["accepts"]
     missing = CliRunner().invoke(cli, ["describe", "nope"])
     assert missing.exit_code == 1 and missing.output.count("\n") == 1
-    assert missing.output.startswith("error: no producer, retriever or evaluator named 'nope' (producers: ")
+    assert missing.output.startswith("error: no producer, retriever, evaluator or engine named 'nope' (producers: ")
     assert "item2vec" in missing.output and "retrievers: faiss" in missing.output
     wrong_kind = CliRunner().invoke(cli, ["describe", "item2vec", "--kind", "retriever"])
     assert wrong_kind.exit_code == 1 and "no retriever named 'item2vec'" in wrong_kind.output

@@ -32,7 +32,7 @@ from embstore.store import EmbeddingStore
 def fuzz(examples: int):
     """Bounded, deadline-free runs (a publish takes a variable fraction of a second)."""
     return settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-SMALL_CONFIG = {"dim": 4, "epochs": 1, "window": 2}
+SMALL_CONFIG = {"dim": 4, "epochs": 1, "window": 2, "min_count": 1}  # tiny files: every item trains
 
 
 # -- what "no change to stored state" means ---------------------------------------

@@ -19,7 +19,7 @@ import pytest
 
 from conftest import MOVIELENS, drop_team_store, team_settings
 from embstore.errors import ConfigError
-from embstore.graph import Graph
+from embstore.graph import Graph, frequent_items
 from embstore.inputs import Inputs, InputSpec
 from embstore.store import EmbeddingStore
 
@@ -88,8 +88,8 @@ def test_sequences_and_item_graph_equal_the_local_engines_on_movielens(engine, d
     for directed, self_loops in ((None, True), (False, False)):
         config = DeepWalkConfig(min_rating=3.5, directed=directed, self_loops=self_loops)
         got = walk_graph(spark, config)
-        want = Graph.from_sequences(local.sequences(min_rating=3.5), directed=directed is not False,
-                                    self_loops=self_loops)
+        want = Graph.from_sequences(frequent_items(local.sequences(min_rating=3.5), config.min_interactions),
+                                    directed=directed is not False, self_loops=self_loops)
         for part in ("ids", "indptr", "indices", "weights"):
             np.testing.assert_array_equal(getattr(got, part), getattr(want, part))
     assert spark.newest_time() == local.newest_time()
