@@ -114,6 +114,11 @@ def test_a_spark_run_publishes_with_every_guarantee(team_spark_store, dataset):
                    until="2015-01-01")
     assert v1.valid_from == pd.Timestamp("2015-01-01", tz="UTC") and v1.metrics["trainer"] == "spark-ml-word2vec"
     assert any(k.startswith("embeddings/bucket=0/") for k in v1.checksums)  # Spark's partitioned dataset
+    ratings = pd.read_csv(MOVIELENS / "ratings.csv")  # the rare-items policy, said as the local engine says it
+    trained = ratings[(ratings.rating >= 3.5) & (ratings.timestamp < pd.Timestamp("2015-01-01").timestamp())]
+    assert v1.metrics["min_count"] == 10 and v1.metrics["items_seen"] == trained.movieId.nunique()
+    assert v1.metrics["items_with_vector"] == v1.count == (trained.movieId.value_counts() >= 10).sum()
+    assert v1.metrics["items_left_out"] == v1.metrics["items_seen"] - v1.count
     ids = store.load(v1).ids[:20].tolist()
     online = np.asarray(store.online_vectors("movies@prod", ids), dtype=np.float32)  # written by the executors
     np.testing.assert_array_equal(online, store.vectors(v1, ids).matrix)

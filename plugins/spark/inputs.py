@@ -226,6 +226,11 @@ class SparkInputs(InputKinds):
             pairs = pairs.where(F.col("src") != F.col("dst"))
         return pairs.groupBy("src", "dst").agg(F.count(F.lit(1)).cast("double").alias("weight"))
 
+    def items_seen(self, min_rating: float | None = None, session_gap: float | None = None) -> int:
+        """How many distinct items the sequences hold before any rare-item threshold (the
+        ``items_seen`` of a version's rare-items metrics)."""
+        return int(self.sequence_events(min_rating, session_gap).select("item").distinct().count())
+
     def vocabulary(self, min_rating: float | None = None, session_gap: float | None = None,
                    min_interactions: int = 1) -> np.ndarray:
         events = self.frequent_events(min_rating, session_gap, min_interactions)

@@ -19,7 +19,7 @@ import numpy as np
 
 from embstore.embeddings import Embeddings
 from embstore.errors import ConfigError, InputError
-from embstore.skipgram import MAX_SEQUENCE_TOKENS, SkipGramConfig
+from embstore.skipgram import MAX_SEQUENCE_TOKENS, SkipGramConfig, rare_items_policy
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -79,6 +79,8 @@ def item2vec(inputs: "SparkInputs", config: Any, partitions: int) -> Embeddings:
         raise InputError("item2vec has nothing to train on: no user has 2 or more interactions")
     words, vectors, metrics = word2vec(sentences, config, partitions, "item2vec")
     metrics["sequences"] = int(sentences.count())
+    seen = inputs.items_seen(config.min_rating, config.session_gap)
+    metrics.update(rare_items_policy(seen, len(words), "min_count", config.min_count))
     return Embeddings(ids=typed(words, int_ids), vectors=vectors, metadata=metrics)
 
 
@@ -135,5 +137,8 @@ def random_walk_producer(inputs: "SparkInputs", config: Any, partitions: int, pr
     codes = np.asarray([int(w) for w in words], dtype=np.int64)
     metrics.update(nodes=graph.n_nodes, edges=graph.n_edges, directed=graph.directed, walks=int(total),
                    graph_seconds=round(t1 - t0, 3), walk_tasks=tasks, nodes_without_vector=int(graph.n_nodes - len(codes)))
+    if "interactions" in inputs.kinds:  # an item graph: say what happened to the rare items, as locally
+        seen = inputs.items_seen(config.min_rating, config.session_gap)
+        metrics.update(rare_items_policy(seen, len(codes), "min_interactions", int(getattr(config, "min_interactions", 1))))
     shared.unpersist()
     return Embeddings(ids=graph.ids[codes], vectors=vectors, metadata=metrics)
