@@ -253,6 +253,8 @@ def _as_matrix(values: Any, what: str, dim: int | None = None) -> np.ndarray:
     if dim is not None and arr.shape[1] != dim:
         raise ValueError(f"{what} have dimension {arr.shape[1]}, but the index has dimension {dim}")
     arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if len(arr) <= ROW_BLOCK and np.isfinite(arr).all():  # the usual case, one check (the hot query path)
+        return arr
     finite = np.empty(len(arr), dtype=bool)
     for start in range(0, len(arr), ROW_BLOCK):  # a block at a time: no (n, d) temporary
         finite[start:start + ROW_BLOCK] = np.isfinite(arr[start:start + ROW_BLOCK]).all(axis=1)
@@ -435,6 +437,7 @@ class FaissRetriever(Retriever):
         self.rerank_: np.ndarray | None = None  # lsh: the vectors candidates are re-ranked with
         self.chosen_: str | None = None  # "auto" or "config": how kind_ was chosen
         self.report_: dict[str, Any] = {}
+        self.params_: dict[int, Any] = {}  # faiss search parameters by ef_search / nprobe
 
     # -- facts ---------------------------------------------------------------
 
@@ -539,7 +542,7 @@ class FaissRetriever(Retriever):
             index.add(np.asarray(x[:]))
         elif kind != "lsh":
             _add(index, x)
-        self.index_, self.kind_ = index, kind
+        self.index_, self.kind_, self.params_ = index, kind, {}
 
     def _parameters(self) -> dict[str, Any]:
         cfg = self.config
@@ -592,16 +595,18 @@ class FaissRetriever(Retriever):
     def _search_rows(self, q: np.ndarray, k: int, effort: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Rows and faiss's scores (squared distances for l2) for prepared queries ``q``, batched;
         ``effort`` overrides ef_search (hnsw) or nprobe (ivf)."""
-        faiss = _faiss()
         index = self._built()
         cfg = self.config
         params = None
         if self.kind_ == "hnsw":
             ef = effort if effort is not None else max(cfg.ef_search, self.ef_search_ or 0)
-            params = faiss.SearchParametersHNSW(efSearch=max(ef, k))
+            params = self._search_params(max(ef, k))
         elif self.kind_ == "ivf":
             nprobe = effort if effort is not None else max(cfg.nprobe, self.nprobe_ or 0)
-            params = faiss.SearchParametersIVF(nprobe=min(nprobe, index.nlist))
+            params = self._search_params(min(nprobe, index.nlist))
+        if q.shape[0] <= cfg.batch_size and self.kind_ != "lsh":  # one batch: faiss's own arrays
+            raw, rows = index.search(q, k) if params is None else index.search(q, k, params=params)
+            return rows, raw
         rows = np.full((q.shape[0], k), -1, dtype=np.int64)
         raw = np.empty((q.shape[0], k), dtype=np.float32)
         for start in range(0, q.shape[0], cfg.batch_size):
@@ -613,6 +618,22 @@ class FaissRetriever(Retriever):
             else:
                 raw[start:stop], rows[start:stop] = index.search(q[start:stop], k, params=params)
         return rows, raw
+
+    def _search_params(self, effort: int) -> "faiss.SearchParameters":
+        """faiss's search parameters for an ef_search (hnsw) or nprobe (ivf), made once per value:
+        searches only read them, so concurrent searches share them (making one costs as much as a
+        tenth of a hot HNSW query)."""
+        params = self.params_.get(effort)
+        if params is None:
+            faiss = _faiss()
+            if self.kind_ == "hnsw":
+                params = faiss.SearchParametersHNSW(efSearch=effort)
+            else:
+                params = faiss.SearchParametersIVF(nprobe=effort)
+            if len(self.params_) >= 64:
+                self.params_.clear()
+            self.params_[effort] = params
+        return params
 
     def _lsh_search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``lsh_candidates`` nearest codes by Hamming distance, re-ranked by the exact score."""
@@ -650,15 +671,19 @@ class FaissRetriever(Retriever):
         q = _as_matrix(queries, "queries", dim=self.dim)
         if self.config.metric == "cosine":
             q = unit_rows(q)
-        with _omp_threads(self.config.threads):
+        if self.config.threads is None:
             rows, raw = self._search_rows(q, k)
+        else:
+            with _omp_threads(self.config.threads):
+                rows, raw = self._search_rows(q, k)
         empty = rows < 0
         if self.config.metric == "l2":
             scores = np.sqrt(np.maximum(raw, 0, out=raw), out=raw)
             scores[empty] = np.inf
         else:
             scores = raw
-            scores[empty] = -np.inf
+            if empty.any():
+                scores[empty] = -np.inf
         return rows, scores
 
     # -- persistence ---------------------------------------------------------

@@ -222,14 +222,9 @@ class VersionReader:
         out = []
         for label, qrow, frow, fscore in zip(labels, query_rows, found_rows.tolist(), scores.tolist()):
             skip = qrow if exclude_query else None
-            keep_rows, keep_scores = [], []
-            for r, s in zip(frow, fscore):
-                if r >= 0 and r != skip and r not in excluded_rows:
-                    keep_rows.append(r)
-                    keep_scores.append(s)
-                    if len(keep_rows) == k:
-                        break
-            out.append(Neighbours(query=label, ids=loaded.ids[keep_rows].tolist(), scores=keep_scores))
+            kept = [i for i, r in enumerate(frow) if r >= 0 and r != skip and r not in excluded_rows][:k]
+            out.append(Neighbours(query=label, ids=loaded.ids[[frow[i] for i in kept]].tolist(),
+                                  scores=[fscore[i] for i in kept]))
         return out
 
     @staticmethod
