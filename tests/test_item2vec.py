@@ -196,9 +196,11 @@ def test_different_seeds_differ():
 
 def test_defaults():
     cfg = parse_config(Item2VecConfig, {}, "producer item2vec")
-    # min_count 10 and epochs 10 (were 1 and 5): chosen on MovieLens recall, see Item2VecConfig
-    assert (cfg.dim, cfg.window, cfg.negative, cfg.epochs, cfg.min_count, cfg.workers) == (64, 20, 5, 10, 10, 1)
+    # min_count 10, epochs 120, ns_exponent -0.5 (were 1, 5, 0.75): chosen on MovieLens recall, see Item2VecConfig
+    assert (cfg.dim, cfg.window, cfg.negative, cfg.epochs, cfg.min_count, cfg.workers) == (64, 20, 5, 120, 10, 1)
+    assert cfg.ns_exponent == -0.5 and cfg.sample == 0.0
     assert (SkipGramConfig().window, SkipGramConfig().min_count, SkipGramConfig().epochs) == (5, 1, 5)
+    assert SkipGramConfig().ns_exponent == 0.75  # the walk producers keep word2vec's
     assert cfg.min_rating is None and cfg.session_gap is None
     assert parse_config(Item2VecConfig, {"window": "all"}, "x").window == "all"
     for name, field in Item2VecConfig.model_fields.items():
