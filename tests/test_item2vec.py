@@ -17,7 +17,7 @@ from embstore.embeddings import Embeddings
 from embstore.errors import ConfigError, InputError
 from embstore.sequences import Sequences
 from embstore.skipgram import MAX_SEQUENCE_TOKENS, SkipGramConfig, train_skipgram
-from embstore_plugins.item2vec import Item2Vec, Item2VecConfig, register_producers
+from embstore_plugins.item2vec import Item2Vec, Item2VecConfig, register_producers, resolved_epochs
 
 
 def planted_sequences(
@@ -196,8 +196,8 @@ def test_different_seeds_differ():
 
 def test_defaults():
     cfg = parse_config(Item2VecConfig, {}, "producer item2vec")
-    # min_count 10, epochs 120, ns_exponent -0.5 (were 1, 5, 0.75): chosen on MovieLens recall, see Item2VecConfig
-    assert (cfg.dim, cfg.window, cfg.negative, cfg.epochs, cfg.min_count, cfg.workers) == (64, 20, 5, 120, 10, 1)
+    # min_count 10, epochs auto (120 on MovieLens), ns_exponent -0.5 (were 1, 5, 0.75): chosen on MovieLens recall
+    assert (cfg.dim, cfg.window, cfg.negative, cfg.epochs, cfg.min_count, cfg.workers) == (64, 20, 5, "auto", 10, 1)
     assert cfg.ns_exponent == -0.5 and cfg.sample == 0.0
     assert (SkipGramConfig().window, SkipGramConfig().min_count, SkipGramConfig().epochs) == (5, 1, 5)
     assert SkipGramConfig().ns_exponent == 0.75  # the walk producers keep word2vec's
@@ -205,6 +205,18 @@ def test_defaults():
     assert parse_config(Item2VecConfig, {"window": "all"}, "x").window == "all"
     for name, field in Item2VecConfig.model_fields.items():
         assert field.description, name
+
+
+def test_auto_epochs_keep_the_measured_budget_and_the_version_says_so():
+    cfg = parse_config(Item2VecConfig, {}, "x")
+    assert resolved_epochs(cfg, 61_716)[0].epochs == 120  # MovieLens latest-small, where 120 was measured
+    assert resolved_epochs(cfg, 30_000)[0].epochs == 120 and resolved_epochs(cfg, 20_000_000)[0].epochs == 5
+    assert resolved_epochs(cfg, 740_000)[0].epochs == 10
+    given = parse_config(Item2VecConfig, {"epochs": 3}, "x")
+    assert resolved_epochs(given, 10**9) == (given, "given")
+    seqs = Sequences.from_lists(np.arange(3), [[0, 1, 2, 0, 1, 2]] * 4)
+    emb = Item2Vec().fit(FakeInputs(seqs), parse_config(Item2VecConfig, {"dim": 4, "min_count": 1}, "x"), progress=False)
+    assert emb.metadata["epochs"] == 120 and emb.metadata["epochs_rule"].startswith("auto")
 
 
 @pytest.mark.parametrize(

@@ -77,8 +77,12 @@ def item2vec(inputs: "SparkInputs", config: Any, partitions: int) -> Embeddings:
     sentences = seqs.where(F.size("items") >= 2).select(F.transform("items", lambda i: i.cast("string")).alias("tokens"))
     if sentences.limit(1).count() == 0:
         raise InputError("item2vec has nothing to train on: no user has 2 or more interactions")
+    from embstore_plugins.item2vec import resolved_epochs
+
+    config, rule = resolved_epochs(config, int(inputs.frequent_events(config.min_rating, config.session_gap).count()))
     words, vectors, metrics = word2vec(sentences, config, partitions, "item2vec")
     metrics["sequences"] = int(sentences.count())
+    metrics["epochs_rule"] = rule
     seen = inputs.items_seen(config.min_rating, config.session_gap)
     metrics.update(rare_items_policy(seen, len(words), "min_count", config.min_count))
     return Embeddings(ids=typed(words, int_ids), vectors=vectors, metadata=metrics)
