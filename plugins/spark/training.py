@@ -69,21 +69,27 @@ def typed(words: list[str], int_ids: bool) -> np.ndarray:
 
 
 def item2vec(inputs: "SparkInputs", config: Any, partitions: int) -> Embeddings:
-    """item2vec on Spark: the per-user sequences built by Spark, then Word2Vec."""
+    """item2vec on Spark: the per-user sequences built by Spark (kept while their counts are taken
+    in one pass and Word2Vec trains, so the input is read once), then Word2Vec."""
     from pyspark.sql import functions as F
 
-    seqs = inputs.sequences(min_rating=config.min_rating, session_gap=config.session_gap)
-    int_ids = dict(seqs.schema["items"].dataType.jsonValue()).get("elementType") == "long"
-    sentences = seqs.where(F.size("items") >= 2).select(F.transform("items", lambda i: i.cast("string")).alias("tokens"))
-    if sentences.limit(1).count() == 0:
-        raise InputError("item2vec has nothing to train on: no user has 2 or more interactions")
     from embstore_plugins.item2vec import resolved_epochs
 
-    config, rule = resolved_epochs(config, int(inputs.frequent_events(config.min_rating, config.session_gap).count()))
-    words, vectors, metrics = word2vec(sentences, config, partitions, "item2vec")
-    metrics["sequences"] = int(sentences.count())
-    metrics["epochs_rule"] = rule
-    seen = inputs.items_seen(config.min_rating, config.session_gap)
+    seqs = inputs.sequences(min_rating=config.min_rating, session_gap=config.session_gap).persist()
+    try:
+        int_ids = dict(seqs.schema["items"].dataType.jsonValue()).get("elementType") == "long"
+        counts = seqs.select(F.sum(F.when(F.size("items") >= 2, 1).otherwise(0)).alias("trainable"),
+                             F.sum(F.size("items")).alias("interactions")).first()
+        if not counts["trainable"]:
+            raise InputError("item2vec has nothing to train on: no user has 2 or more interactions")
+        seen = int(seqs.select(F.explode("items").alias("item")).distinct().count())
+        config, rule = resolved_epochs(config, int(counts["interactions"]))
+        sentences = seqs.where(F.size("items") >= 2).select(
+            F.transform("items", lambda i: i.cast("string")).alias("tokens"))
+        words, vectors, metrics = word2vec(sentences, config, partitions, "item2vec")
+    finally:
+        seqs.unpersist()
+    metrics.update(sequences=int(counts["trainable"]), epochs_rule=rule)
     metrics.update(rare_items_policy(seen, len(words), "min_count", config.min_count))
     return Embeddings(ids=typed(words, int_ids), vectors=vectors, metadata=metrics)
 
