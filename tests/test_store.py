@@ -248,6 +248,23 @@ def test_materialize_restores_a_lost_online_store(store):
                                   emb.vectors[5])
 
 
+def test_an_index_build_that_fails_fails_the_publish_and_writes_into_no_row(store, monkeypatch):
+    """The index is built while the offline and online rows are written: its failure still fails
+    the publish (nothing recallable, alias unchanged), and it cannot write into the vectors."""
+    from embstore_plugins.faiss_retriever import FaissRetriever
+
+    store.publish("items", clustered_embeddings(seed=1), promote="prod")
+    emb = clustered_embeddings(seed=2)
+    before = emb.vectors.copy()
+    monkeypatch.setattr(FaissRetriever, "build", lambda self, vectors: vectors.__imul__(2.0))
+    with pytest.raises(PublishError, match="read-only"):
+        store.publish("items", emb, promote="prod")
+    np.testing.assert_array_equal(emb.vectors, before)
+    v2 = store.versions("items")[-1]
+    assert v2.status == "failed" and store.resolve("items@prod").number == 1
+    assert store.gc() == ["items@2"]
+
+
 def test_importing_feast_leaves_typeguard_working_for_user_code(tmp_path):
     """embstore imports Feast with typeguard's instrumentation off and torch deferred (seconds per
     process) and restores typeguard: a user's own @typechecked functions still check arguments."""

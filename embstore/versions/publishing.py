@@ -6,7 +6,10 @@
 Steps, in order: validate → files (ids.parquet, vectors.npy, model state) → offline
 (Feast's parquet source) → feast_apply (the version's FeatureView) → online (Feast's
 online store) → index (the retriever's files) → publish (mark published and move the
-alias in one registry transaction). Every file's sha256 is recorded. If any step
+alias in one registry transaction). The index is built in a thread from the files step
+on, while the offline and online rows are written (both wait on I/O, FAISS releases the
+GIL); the index step waits for it and writes its files, so steps are recorded and
+faults land in the same order. Every file's sha256 is recorded. If any step
 fails, or the process is killed, the version is marked failed (a killed publisher's
 version when the store is next opened), no alias moves and ``collect`` (``embstore
 gc``) removes its leftovers. With evaluators or gates in the request, the version is
@@ -18,6 +21,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import threading
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -148,6 +152,28 @@ class Publisher:
         return removed
 
 
+class IndexBuild:
+    """A retriever's ``build`` in a thread of its own: ``result`` waits and gives the built
+    retriever, or raises what the build raised. Only memory is touched until then."""
+
+    def __init__(self, retriever: Any, vectors: np.ndarray):
+        self.retriever, self.error = retriever, None
+        self.thread = threading.Thread(target=self._build, args=(vectors,), name="embstore-index", daemon=True)
+        self.thread.start()
+
+    def _build(self, vectors: np.ndarray) -> None:
+        try:
+            self.retriever.build(vectors)
+        except BaseException as exc:  # noqa: BLE001 - handed to the publishing thread by result()
+            self.error = exc
+
+    def result(self) -> Any:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.retriever
+
+
 class Publication:
     """One version on its way to published: ``run`` takes it through STEPS, one method each."""
 
@@ -231,6 +257,9 @@ class Publication:
             producer = self.p.producer_class(self.provenance.producer)
             self.checksums.update(files.write_state(self.directory, self.emb.state, producer))
         self.record("files", checksums=self.checksums)
+        vectors = self.emb.vectors.view()  # read-only: a build that writes into its input would change the rows
+        vectors.flags.writeable = False    # the offline and online steps are writing at the same time
+        self.index_build = IndexBuild(self.rcls(self.rcfg), vectors)  # overlaps offline and online
 
     def step_offline(self) -> None:
         writers = self.request.writers
@@ -261,8 +290,7 @@ class Publication:
         self.record("online")
 
     def step_index(self) -> None:
-        index = self.rcls(self.rcfg)
-        index.build(self.emb.vectors)
+        index = self.index_build.result()
         self.index_report = dict(index.report() or {})  # kept in the version's metrics["index"]
         index_dir = self.directory / files.INDEX_DIR
         index_dir.mkdir()
