@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
             data, config = movielens_data(args.movielens, tmp), {"min_rating": 3.5}
         elif args.job == "generated":
             t0 = time.perf_counter()
-            data, config = generated_data(args.interactions, tmp), {"min_count": 5, "epochs": 2}
+            data, config = generated_data(args.interactions, tmp), {"min_count": 5, "epochs": 1, "window": 5}
             print(json.dumps({"generated": args.interactions, "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
         else:
             data, config = str(args.cora / "edges.csv"), {}
