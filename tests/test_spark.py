@@ -164,3 +164,15 @@ def test_the_spark_engine_refuses_a_sqlite_online_store_before_training(home, da
         store.run("item2vec", "movies", [InputSpec("interactions", dataset, COLUMNS)])
     assert store.sets() == []
     store.close()
+
+
+def test_auto_epochs_on_spark_stay_at_what_hierarchical_softmax_was_measured_with():
+    from embstore.config import parse_config
+    from embstore_plugins.item2vec import Item2VecConfig
+    from embstore_plugins.spark.training import spark_epochs
+
+    auto = parse_config(Item2VecConfig, {}, "x")
+    assert spark_epochs(auto, 61_716)[0].epochs == 10 and "at most 10 on spark" in spark_epochs(auto, 61_716)[1]
+    assert spark_epochs(auto, 20_000_000)[0].epochs == 5
+    given = parse_config(Item2VecConfig, {"epochs": 40}, "x")
+    assert spark_epochs(given, 61_716) == (given, "given")

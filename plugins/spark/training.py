@@ -64,6 +64,23 @@ def word2vec(sentences: "DataFrame", config: SkipGramConfig, partitions: int, pr
     return table["word"].tolist(), vectors, metrics
 
 
+SPARK_AUTO_EPOCHS = 10  # Word2Vec's hierarchical softmax on MovieLens: HR@10 0.071 at 10 passes, 0.046 at 120
+
+
+def spark_epochs(config: Any, interactions: int) -> tuple[Any, str]:
+    """item2vec's ``epochs: auto`` on Spark: the local budget, at most ``SPARK_AUTO_EPOCHS`` passes.
+    The budget was measured for negative sampling with ns_exponent -0.5; Spark ML's hierarchical
+    softmax overfits with as many passes (MovieLens latest-small, bench_spark.py movielens)."""
+    from embstore_plugins.item2vec import resolved_epochs
+
+    if config.epochs != "auto":
+        return config, "given"
+    resolved, rule = resolved_epochs(config, interactions)
+    if resolved.epochs <= SPARK_AUTO_EPOCHS:
+        return resolved, rule
+    return resolved.model_copy(update={"epochs": SPARK_AUTO_EPOCHS}), f"{rule}, at most {SPARK_AUTO_EPOCHS} on spark"
+
+
 def typed(words: list[str], int_ids: bool) -> np.ndarray:
     return np.asarray([int(w) for w in words], dtype=np.int64) if int_ids else np.asarray(words, dtype=object)
 
@@ -73,8 +90,6 @@ def item2vec(inputs: "SparkInputs", config: Any, partitions: int) -> Embeddings:
     in one pass and Word2Vec trains, so the input is read once), then Word2Vec."""
     from pyspark.sql import functions as F
 
-    from embstore_plugins.item2vec import resolved_epochs
-
     seqs = inputs.sequences(min_rating=config.min_rating, session_gap=config.session_gap).persist()
     try:
         int_ids = dict(seqs.schema["items"].dataType.jsonValue()).get("elementType") == "long"
@@ -83,7 +98,7 @@ def item2vec(inputs: "SparkInputs", config: Any, partitions: int) -> Embeddings:
         if not counts["trainable"]:
             raise InputError("item2vec has nothing to train on: no user has 2 or more interactions")
         seen = int(seqs.select(F.explode("items").alias("item")).distinct().count())
-        config, rule = resolved_epochs(config, int(counts["interactions"]))
+        config, rule = spark_epochs(config, int(counts["interactions"]))
         sentences = seqs.where(F.size("items") >= 2).select(
             F.transform("items", lambda i: i.cast("string")).alias("tokens"))
         words, vectors, metrics = word2vec(sentences, config, partitions, "item2vec")
