@@ -19,7 +19,6 @@ import re
 import socket
 import threading
 import time
-import zlib
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Iterator
@@ -37,6 +36,7 @@ from embstore.backends.schema import (
     head_revision,
     make_engine,
     migrations_dir,
+    pg_advisory_lock,
     upgrade,
 )
 from embstore.errors import BackendUnavailableError, ConfigError, EmbstoreError, NotFoundError, first_line
@@ -201,17 +201,8 @@ class Registry:
         url = sa.engine.make_url(self.url)
         backend = url.get_backend_name()
         if backend.startswith("postgresql"):
-            key = zlib.crc32(("embstore registry " + self._safe_url()).encode())
-            engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-            try:
-                with engine.connect() as conn:
-                    conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})
-                    try:
-                        yield
-                    finally:
-                        conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-            finally:
-                engine.dispose()
+            with pg_advisory_lock(url, "embstore registry " + self._safe_url()):
+                yield
         elif backend == "sqlite" and url.database and url.database != ":memory:":
             from filelock import FileLock
 

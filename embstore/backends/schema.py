@@ -3,7 +3,10 @@ engines tuned per database, and PostgreSQL schemas created on demand (team backe
 
 from __future__ import annotations
 
+import zlib
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -109,3 +112,20 @@ def make_engine(url: str) -> sa.Engine:
         return sa.create_engine(url, pool_pre_ping=True)
     except (sa.exc.ArgumentError, ImportError) as exc:
         raise ConfigError(f"registry_url {url!r} is not a usable SQLAlchemy URL: {exc}") from None
+
+
+@contextmanager
+def pg_advisory_lock(url, name: str) -> Iterator[None]:
+    """A PostgreSQL session-level advisory lock keyed by ``name``, held on a connection of its own
+    for the block: processes on any host that open one store take turns."""
+    key = zlib.crc32(name.encode())
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+    finally:
+        engine.dispose()

@@ -7,13 +7,12 @@ embstore's tables in schema ``schema``, Feast's unprefixed tables in
 
 from __future__ import annotations
 
-import zlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 from embstore.backends.base import FEAST_CACHE_SECONDS, Backend
-from embstore.backends.schema import ensure_pg_schema
+from embstore.backends.schema import ensure_pg_schema, pg_advisory_lock
 from embstore.errors import ConfigError, EmbstoreError
 
 
@@ -49,19 +48,8 @@ class TeamBackend(Backend):
     def feast_init_lock(self, repo: Path) -> Iterator[None]:
         """A PostgreSQL advisory lock: hosts that open a fresh store at once take turns creating
         Feast's registry tables (Feast's create_all races otherwise: pg_type unique violations)."""
-        import sqlalchemy as sa
-
-        key = zlib.crc32(self.feast_schema.encode())  # one lock per team store
-        engine = sa.create_engine(self.feast_registry_url(), poolclass=sa.pool.NullPool)
-        try:
-            with engine.connect() as conn:
-                conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})
-                try:
-                    yield
-                finally:
-                    conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-        finally:
-            engine.dispose()
+        with pg_advisory_lock(self.feast_registry_url(), self.feast_schema):  # one lock per team store
+            yield
 
     def check_online_store(self, data_dir: Path) -> str:
         import redis
