@@ -12,8 +12,8 @@ Times, each in a fresh interpreter, the median of ``--repeat`` runs of:
 5. ``embstore recall REF --id X`` on that set, and on 100,000 x 64 random vectors (exact index:
    the process reads and checksums 25 MB of vectors and 25 MB of index), a whole process each
    (target: 1 s); a ``-X importtime`` run of the first says whether Feast or Alembic was imported
-   (the read path needs neither); as its floor in the same run, a process that only imports what
-   that path cannot do without (numpy, pyarrow.parquet, pandas, SQLAlchemy's ORM, pydantic, yaml,
+   (the read path needs none of these, nor pandas or scipy); as its floor in the same run, a process that only imports what
+   that path cannot do without (numpy, pyarrow.parquet, SQLAlchemy's ORM, pydantic, yaml,
    click, faiss) and loads the plugin catalogue.
 
 Prints seconds and the ratio of (1) to (2), measured in the same run.
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         trace = subprocess.run([py, "-X", "importtime", "-m", "embstore.cli", *recall[1:]], check=True,
                                capture_output=True, text=True).stderr
         modules = {line.rsplit("|", 1)[1].strip() for line in trace.splitlines() if line.startswith("import time:")}
-        heavy = sorted(m for m in ("feast", "alembic", "embstore.store", "torch") if m in modules)
+        heavy = sorted(m for m in ("feast", "alembic", "embstore.store", "torch", "pandas", "scipy") if m in modules)
         subprocess.run([py, "-c", "import numpy as np; from embstore.store import EmbeddingStore; "
                         "from embstore.embeddings import Embeddings; "
                         f"s = EmbeddingStore({str(tmp / 'home')!r}, progress=False); "
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
                         ".normal(size=(100_000, 64)).astype('float32')))"], check=True, capture_output=True)
         big_s = _seconds([cli, "--home", str(tmp / "home"), "recall", "big", "--id", "7", "-k", "10"], args.repeat)
         floor_s = _seconds([py, "-c", "import atexit, gc; atexit.register(gc.freeze); "
-                            "import numpy, pyarrow.parquet, pandas, sqlalchemy.orm, pydantic, yaml, click, "
+                            "import numpy, pyarrow.parquet, sqlalchemy.orm, pydantic, yaml, click, "
                             "faiss; from embstore.catalogue import catalogue; catalogue(())"], args.repeat)
     print(f"median of {args.repeat} fresh processes:")
     print(f"  import feast, as Feast does it           {plain:6.2f} s")
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  embstore --help                          {help_s:6.2f} s")
     print(f"  embstore run item2vec, 60 items          {run_s:6.2f} s")
     print(f"  embstore recall, 60 items                {recall_s:6.2f} s   (target 1 s; imported of "
-          f"feast, alembic, embstore.store, torch: {', '.join(heavy) or 'none'})")
+          f"feast, alembic, embstore.store, torch, pandas, scipy: {', '.join(heavy) or 'none'})")
     print(f"  embstore recall, 100,000 x 64 (flat)     {big_s:6.2f} s")
     print(f"  its imports and the catalogue alone      {floor_s:6.2f} s   (recall of 60 items: "
           f"{recall_s / floor_s:.2f}x that)")

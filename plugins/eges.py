@@ -32,10 +32,9 @@ may sum in a different order.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import numpy as np
-import pandas as pd
 from pydantic import Field
 
 from embstore.config import PluginConfig
@@ -44,12 +43,14 @@ from embstore.errors import ConfigError, InputError
 from embstore.graph import build_graph
 from embstore.hookspecs import hookimpl
 from embstore.ids import plain, positions
-from embstore.inputs import split_multi
 from embstore.options import GraphOptions, WalkLength, WalkOptions
 from embstore.producer import Producer
 from embstore.sampling import UnigramTable, walk_pairs
 from embstore.training import EpochLoop
 from embstore.walks import random_walks
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class _SideInfoOptions(PluginConfig):
@@ -161,6 +162,8 @@ class EGES(Producer):
         a bar only when stderr is a terminal. ``Embeddings.state`` holds what ``infer`` needs."""
         import torch
 
+        from embstore.inputs import split_multi
+
         graph = build_graph(inputs, config, self.name)
         if graph.n_edges == 0:
             raise InputError("eges: the item graph has no edges, so there is nothing to walk")
@@ -221,6 +224,8 @@ class EGES(Producer):
     def infer(self, state: dict, inputs: Any, config: EgesConfig) -> Embeddings:
         """Vectors for every side_info row: items seen in training get their trained vector,
         new items the weighted mean of their side-information embeddings (no id embedding)."""
+        from embstore.inputs import split_multi
+
         frame = inputs.side_info()
         fields = state["fields"]
         columns = [c for c in frame.columns if c != "item_id"]

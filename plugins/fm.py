@@ -80,7 +80,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
-import pandas as pd
 from pydantic import Field
 
 from embstore.config import PluginConfig
@@ -88,7 +87,6 @@ from embstore.embeddings import Embeddings
 from embstore.errors import ConfigError, InputError
 from embstore.hookspecs import hookimpl
 from embstore.ids import plain, positions
-from embstore.inputs import split_multi
 from embstore.negatives import NegativeSampler
 from embstore.producer import Producer
 from embstore.training import EpochLoop
@@ -161,6 +159,8 @@ class _Data:
 
 
 def _prepare(inputs: "Inputs", config: FMConfig) -> _Data:
+    from embstore.inputs import split_multi
+
     frame = inputs.interactions()
     spec = inputs.spec("interactions")
     labels = np.ones(len(frame), dtype=bool)
@@ -256,6 +256,8 @@ def _prepare(inputs: "Inputs", config: FMConfig) -> _Data:
 
 def auc_score(labels: np.ndarray, scores: np.ndarray) -> float | None:
     """ROC AUC by the rank-sum formula (ties count half); None when only one class is present."""
+    import pandas as pd
+
     labels = np.asarray(labels, dtype=bool)
     n_pos = int(labels.sum())
     n_neg = labels.size - n_pos
@@ -374,6 +376,8 @@ class FactorizationMachine(Producer):
         side_info items without interactions get it in ``fit``. New users need interactions:
         retrain for them."""
         import torch
+
+        from embstore.inputs import split_multi
 
         if state.get("role") != "item":
             raise ConfigError("fm embeds new items from side information; new users need interactions "

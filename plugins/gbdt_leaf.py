@@ -74,7 +74,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
-import pandas as pd
 import pydantic
 from pydantic import Field
 
@@ -87,6 +86,7 @@ from embstore.producer import Producer
 from embstore.progress import new_bar, wanted
 
 if TYPE_CHECKING:
+    import pandas as pd
     import lightgbm
 
     from embstore.inputs import Inputs
@@ -211,6 +211,8 @@ def prepare_table(frame: pd.DataFrame, config: GBDTLeafConfig, where: str = "tab
 def _feature_frame(frame: pd.DataFrame, features: list[str], categorical_codes: list[str],
                    where: str) -> tuple[pd.DataFrame, list[str]]:
     """The feature columns as LightGBM takes them, and which of them are categorical."""
+    import pandas as pd
+
     data: dict[str, pd.Series] = {}
     categorical = []
     for name in features:
@@ -240,6 +242,8 @@ def _feature_frame(frame: pd.DataFrame, features: list[str], categorical_codes: 
 
 
 def _ids(frame: pd.DataFrame, config: GBDTLeafConfig, where: str) -> np.ndarray:
+    import pandas as pd
+
     if config.id is None:
         return np.arange(len(frame), dtype=np.int64)
     col = frame[config.id]
@@ -272,6 +276,8 @@ def _ids(frame: pd.DataFrame, config: GBDTLeafConfig, where: str) -> np.ndarray:
 
 
 def _labels(col: pd.Series, name: str, where: str) -> np.ndarray:
+    import pandas as pd
+
     if col.dtype.kind == "b" or isinstance(col.dtype, pd.BooleanDtype):
         return col.astype("float64").to_numpy()
     if col.dtype.kind in "iuf":
@@ -304,6 +310,8 @@ def _type_error(where: str, name: str, found: str) -> InputError:
 
 def _as_category(col: pd.Series, name: str, where: str) -> pd.Series:
     """Text (or mixed text and numbers) as a pandas category; empty cells are missing."""
+    import pandas as pd
+
     inferred = pd.api.types.infer_dtype(col, skipna=True)
     if inferred not in _CATEGORY_VALUES:
         raise _type_error(where, name, f"object holding {inferred} values")

@@ -42,11 +42,10 @@ may sum in a different order.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import pydantic
-import scipy.sparse as sp
 from pydantic import Field
 
 from embstore.config import PluginConfig
@@ -60,6 +59,9 @@ from embstore.producer import Producer
 from embstore.sampling import Neighbourhood, UnigramTable, walk_pairs
 from embstore.training import EpochLoop
 from embstore.walks import WalkConfig, random_walks
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp  # imported where used: loading the catalogue does without scipy
 
 
 class GraphSageConfig(PluginConfig):
@@ -149,6 +151,8 @@ def _as_model_input(x: np.ndarray | sp.csr_matrix) -> np.ndarray | sp.csr_matrix
     """Mostly-zero dense features (a bag-of-words read from CSV or parquet) as CSR, the form an .npz
     gives: the first layer then runs the same sparse products on the same numbers, so the vectors are
     the same bit for bit whatever file the features came in (and the products are faster)."""
+    import scipy.sparse as sp
+
     if sp.issparse(x):
         out = sp.csr_matrix(x, dtype=np.float32, copy=True)
     elif x.size == 0 or np.count_nonzero(x) > SPARSE_MAX_DENSITY * x.size:
@@ -163,6 +167,8 @@ def _as_model_input(x: np.ndarray | sp.csr_matrix) -> np.ndarray | sp.csr_matrix
 def _count_like(x: np.ndarray | sp.csr_matrix) -> bool:
     """Non-negative and mostly zero (bag-of-words, counts, one-hot, TF-IDF): what ``auto`` row-normalises.
     Read from the values alone, so the same features give the same answer from CSV, parquet or .npz."""
+    import scipy.sparse as sp
+
     size = x.shape[0] * x.shape[1]
     if size == 0:
         return False
@@ -174,6 +180,8 @@ def _count_like(x: np.ndarray | sp.csr_matrix) -> bool:
 
 
 def _normalizer(x: np.ndarray | sp.csr_matrix, how: str) -> dict:
+    import scipy.sparse as sp
+
     how = ("row" if _count_like(x) else "standard") if how == "auto" else how
     norm: dict = {"how": how}
     if how == "standard":
@@ -192,6 +200,8 @@ def _normalizer(x: np.ndarray | sp.csr_matrix, how: str) -> dict:
 def _normalize(x: np.ndarray | sp.csr_matrix, norm: dict) -> np.ndarray | sp.csr_matrix:
     """Features as the model takes them. row keeps sparse input sparse; standard centres every column,
     so its result is dense whatever the input was (the same numbers from a sparse or a dense file)."""
+    import scipy.sparse as sp
+
     how = norm["how"]
     if how == "row":
         sums = np.asarray(abs(x).sum(axis=1)).ravel()
@@ -205,6 +215,7 @@ def _normalize(x: np.ndarray | sp.csr_matrix, norm: dict) -> np.ndarray | sp.csr
 
 def _rows(x: np.ndarray | sp.csr_matrix, rows: np.ndarray):
     """Feature rows as the first layer takes them: a scipy CSR for sparse features, a dense tensor otherwise."""
+    import scipy.sparse as sp
     import torch
 
     if sp.issparse(x):
@@ -214,6 +225,8 @@ def _rows(x: np.ndarray | sp.csr_matrix, rows: np.ndarray):
 
 def _linear(h, weight):
     """h @ weight.T, where h is a dense tensor or a scipy CSR of fixed features."""
+    import scipy.sparse as sp
+
     return _sparse_product().apply(weight, h) if sp.issparse(h) else h @ weight.t()
 
 
@@ -327,6 +340,7 @@ def _sample_blocks(targets: np.ndarray, hood: Neighbourhood, fanouts: list[int],
 
 def _embed_all(model, x, hood: Neighbourhood, config: GraphSageConfig, chunk_arcs: int = 1 << 20) -> np.ndarray:
     """Every node's vector, layer by layer over full (importance) neighbourhoods, in eval mode."""
+    import scipy.sparse as sp
     import torch
 
     model.eval()
@@ -472,6 +486,7 @@ class GraphSage(Producer):
     def fit(self, inputs: Any, config: GraphSageConfig, progress: bool | None = None) -> Embeddings:
         """Train on edges and features; ``progress`` None draws bars only when stderr is a terminal.
         ``Embeddings.state`` holds the weights, the graph and the features ``infer`` builds on."""
+        import scipy.sparse as sp
         import torch
 
         edges = inputs.edges()
@@ -503,6 +518,7 @@ class GraphSage(Producer):
         """Vectors for every row of the features input: nodes added after training (and known nodes,
         whose feature rows are then replaced), aggregated over the trained graph plus the given
         edges, which link new nodes to known nodes or to each other."""
+        import scipy.sparse as sp
         import torch
 
         new_ids, xn = inputs.features()

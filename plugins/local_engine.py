@@ -8,11 +8,13 @@ version's Feast rows.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from embstore.engine import Engine
 from embstore.hookspecs import hookimpl
-from embstore.inputs import Inputs, InputSpec
+
+if TYPE_CHECKING:
+    from embstore.inputs import Inputs, InputSpec
 
 
 class LocalEngine(Engine):
@@ -21,6 +23,8 @@ class LocalEngine(Engine):
     name = "local"
 
     def inputs(self, specs: Sequence[InputSpec]) -> Inputs:
+        from embstore.inputs import Inputs  # pandas and pyarrow's readers: not for commands that only read
+
         return Inputs(specs)
 
     def fit(self, producer, inputs, config, progress: bool) -> Any:

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import BACKENDS, drop_team_store, team_settings
-from embstore.backends.files import SMALL_LOOKUP, LoadedVectors
+from embstore.backends.files import SCANNED_LOOKUPS, SMALL_LOOKUP, LoadedVectors
 from embstore.embeddings import Embeddings
 from embstore.store import EmbeddingStore
 
@@ -245,6 +245,20 @@ def test_rows_match_the_loop_on_odd_ids(which, size):
                                    np.array([True, False] * 6), np.array(["3", "6", "x"] * 4)])
 def test_rows_of_numpy_arrays_match_the_loop(array):
     _same(LoadedVectors(ids=INT_IDS, vectors=np.zeros((len(INT_IDS), 2), dtype=np.float32)), array)
+
+
+@pytest.mark.parametrize("which", ["int", "text"])
+def test_the_first_small_lookups_scan_and_agree_with_the_index(which):
+    """A process that asks for an id or two (embstore recall) answers by scanning the ids: no hash
+    index built, no pandas; later lookups use the index, with the same answers."""
+    ids = INT_IDS if which == "int" else TEXT_IDS
+    wanted = [ids[5], "nope", ids[-1], 10**30, ids[0]]
+    loaded = LoadedVectors(ids=ids, vectors=np.zeros((len(ids), 2), dtype=np.float32))
+    for _ in range(SCANNED_LOOKUPS):
+        _same(loaded, wanted)
+    assert "index" not in loaded.__dict__
+    _same(loaded, wanted)
+    assert "index" in loaded.__dict__
 
 
 id_values = st.one_of(

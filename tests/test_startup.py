@@ -45,6 +45,7 @@ def test_recall_imports_neither_feast_nor_alembic_nor_the_store(store, home):
     assert not {m for m in modules if m == "feast" or m.startswith(("feast.", "alembic"))}, sorted(
         m for m in modules if m.startswith(("feast", "alembic")))
     assert "embstore.store" not in modules and "embstore.backends.feature_repo" not in modules
+    assert not {m for m in modules if m.split(".")[0] in ("pandas", "scipy")}, "pandas or scipy imported: ~0.4 s"
 
 
 def test_export_reads_without_the_store_too(store, home, tmp_path):

@@ -6,6 +6,7 @@ Layout under HOME/sets/<set>/v<N>/:
   ids.parquet         the ids, row i = vector i
   vectors.npy         float32 (n, d): embstore's own copy for fast reads, identical to Feast's
   index/              the retriever's files
+  index-shards/       only while an engine builds the index in shards (removed after, built or not)
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -27,12 +28,16 @@ from embstore.caching import LRU
 from embstore.embeddings import Embeddings
 from embstore.errors import IntegrityError
 
+if TYPE_CHECKING:
+    import pandas as pd  # imported where frames are made: the read path (embstore recall) does without it
+
 VECTORS = "vectors.npy"
 IDS = "ids.parquet"
 OFFLINE = "embeddings.parquet"
 OFFLINE_DATASET = "embeddings"  # the spark engine's partitioned offline dataset
 PARTITIONS = ("bucket",)  # its partition column, not one of the version's
 INDEX_DIR = "index"
+INDEX_STAGING = "index-shards"  # an engine's shards of the index while it is built; removed after
 STATE_DIR = "state"
 
 
@@ -68,6 +73,8 @@ MAX_LIST_VALUES = 2**31 - 1  # an Arrow list array's int32 offsets address at mo
 def list_column(values: np.ndarray) -> pd.Series:
     """A 2-D array's rows as an Arrow-backed list column over the array's own memory: no Python
     object per row (an Arrow ListArray of constant-step offsets; chunks of at most MAX_LIST_VALUES)."""
+    import pandas as pd
+
     values = np.ascontiguousarray(values)
     n, width = values.shape
     flat = values.reshape(-1)
@@ -86,6 +93,8 @@ def offline_frame(emb: Embeddings, entity: str, valid_from: datetime) -> pd.Data
 
     ``embedding`` and the 2-D extras are Arrow-backed list columns over the arrays' memory
     (``list_column``); memory beyond the vectors: the id, time and row columns (8 bytes each per row)."""
+    import pandas as pd
+
     ts = pd.Timestamp(valid_from).tz_convert("UTC") if pd.Timestamp(valid_from).tzinfo else pd.Timestamp(valid_from, tz="UTC")
     frame = pd.DataFrame(
         {
@@ -105,6 +114,8 @@ def _offline_schema(frame: pd.DataFrame) -> pa.Schema:
     """The offline file's schema, pandas metadata included, as embstore has always written it: from
     a frame whose list cells are numpy arrays, with ``embedding`` as list<float32> (made here from
     the first row, so the Arrow-backed columns of ``offline_frame`` write the very same file)."""
+    import pandas as pd
+
     head = frame.iloc[:1]
     head = head.astype({c: object for c, t in head.dtypes.items() if isinstance(t, pd.ArrowDtype)})
     schema = pa.Schema.from_pandas(head, preserve_index=False)
@@ -140,6 +151,8 @@ def verify(directory: Path, checksums: dict[str, str], names: list[str] | None =
 
 _INDEX_LOCK = threading.Lock()
 SMALL_LOOKUP = 8  # up to this many ids are looked up one at a time (get_loc ~1 µs; get_indexer ~12 µs to start)
+SCANNED_LOOKUPS = 4  # small lookups answered by scanning the ids before the hash index is built: a process
+# that asks for one or two ids (embstore recall) neither builds it (~30 ms per million ids) nor imports pandas
 _INT64 = np.iinfo(np.int64)
 
 
@@ -155,11 +168,24 @@ class LoadedVectors:
         """The ids as a hashed pandas Index: rows of many ids at once (``index.get_indexer``). Its hash
         table is built here, under a lock: pandas fills it lazily and not thread-safely (two threads
         doing their first lookup at once can see a half-built table and call the ids not unique)."""
+        import pandas as pd
+
         with _INDEX_LOCK:
             index = pd.Index(self.ids)
             if not index.is_unique:  # builds the table; published versions have unique ids
                 raise IntegrityError("a version's ids are not unique; republish it")
             return index
+
+    @cached_property
+    def _scans(self) -> list[int]:
+        return [0]
+
+    def _scan(self, key) -> int:
+        """The row of ``key`` by comparing it with every id (get_loc's answer, without the index)."""
+        found = np.flatnonzero(self.ids == key)
+        if not len(found):
+            raise KeyError(key)
+        return int(found[0])
 
     @cached_property
     def row_of(self) -> dict:
@@ -206,7 +232,11 @@ class LoadedVectors:
 
     def _rows_one_by_one(self, ids) -> tuple[np.ndarray, list]:
         rows, missing = [], []
-        locate = self.index.get_loc
+        if "index" not in self.__dict__ and self._scans[0] < SCANNED_LOOKUPS:
+            self._scans[0] += 1  # a race only scans once more
+            locate = self._scan
+        else:
+            locate = self.index.get_loc
         as_key = _int_key if self.ids.dtype.kind in "iu" else str
         for raw in ids:
             key, row = as_key(raw), None
@@ -267,6 +297,15 @@ def _file_state(directory: Path, checksums: dict[str, str], names: list[str]) ->
     return tuple(state)
 
 
+def id_array(column: pa.ChunkedArray) -> np.ndarray:
+    """The ids of ``ids.parquet`` as numpy: int64 straight from the Arrow buffers, text as objects.
+    (pyarrow's own conversions import pandas, ~0.3 s that a command which only reads does without.)"""
+    if column.type != pa.int64() or column.null_count:
+        return column.to_numpy() if pa.types.is_integer(column.type) else np.asarray(column.to_pylist(), dtype=object)
+    parts = [np.frombuffer(c.buffers()[1], dtype=np.int64)[c.offset:c.offset + len(c)] for c in column.chunks]
+    return np.concatenate(parts) if len(parts) != 1 else parts[0]
+
+
 def load_vectors(directory: Path, checksums: dict[str, str]) -> LoadedVectors:
     """Checked once per process per file state; later calls hit the cache."""
     vpath = directory / VECTORS
@@ -277,8 +316,7 @@ def load_vectors(directory: Path, checksums: dict[str, str]) -> LoadedVectors:
 
     def load() -> LoadedVectors:
         verify(directory, checksums, [IDS, VECTORS])
-        ids_col = pq.read_table(directory / IDS).column("id")
-        ids = ids_col.to_numpy() if pa.types.is_integer(ids_col.type) else np.asarray(ids_col.to_pylist(), dtype=object)
+        ids = id_array(pq.ParquetFile(directory / IDS).read(columns=["id"]).column("id"))
         vectors = np.load(vpath, mmap_mode="r")
         return LoadedVectors(ids=ids, vectors=vectors)
 
