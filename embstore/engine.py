@@ -7,7 +7,8 @@ reads lake-scale inputs and trains on a Spark cluster. An engine registers throu
 or per run (``embstore run --engine``). Whatever the engine, a version goes through
 the same publication (embstore.versions.publishing): numbers, valid-from, aliases and
 all or nothing; an engine may write the version's offline data and online rows itself
-(``writers``), e.g. from a cluster's executors.
+(``writers``), e.g. from a cluster's executors, and build its index there when the
+retriever can be built in shards (embstore.retriever.ShardedBuild).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from embstore.embeddings import Embeddings
     from embstore.inputs import InputSpec
     from embstore.producer import Producer
+    from embstore.retriever import Retriever
 
 
 class RunInputs(Protocol):
@@ -70,6 +72,19 @@ class VersionWriters(abc.ABC):
     def write_online(self, feature_view: str, emb: "Embeddings", entity: str, valid_from: Any,
                      progress=None) -> None:
         """Write the version's online rows, exactly as Feast's online store holds them."""
+
+    def builds_index(self, retriever: "Retriever", count: int, dim: int) -> bool:
+        """True when ``build_index`` builds this version's index (asked before the offline step; by
+        default never: the store builds it in this process with ``retriever.build``)."""
+        return False
+
+    def build_index(self, retriever: "Retriever", emb: "Embeddings", entity: str, valid_from: Any,
+                    directory: Path, staging: Path) -> list[Path]:
+        """Build the index into ``directory`` (called in the index step, after the online rows) and
+        return its files, leaving ``retriever`` built (its ``report()`` goes into the version's
+        metrics). ``staging`` is an empty directory in the version's directory for intermediate
+        files; the store removes it afterwards, whatever happened."""
+        raise NotImplementedError(f"{type(self).__name__} says builds_index but has no build_index")
 
 
 class Engine(abc.ABC):

@@ -3,13 +3,18 @@
 A retriever knows rows, not ids: row i is the i-th vector of the version, and
 the store maps rows to ids. Results come best first; ``-1`` marks an empty slot
 when fewer than k neighbours exist.
+
+A retriever whose index can be filled in pieces on other machines also implements
+``ShardedBuild`` (optional): an engine with executors (the spark engine) then trains it on
+the driver, fills one shard per piece of the rows where the rows are, and has it merge
+the shards into the index directory.
 """
 
 from __future__ import annotations
 
 import abc
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Iterable, Literal, Sequence
 
 import numpy as np
 import pydantic
@@ -63,3 +68,43 @@ class Retriever(abc.ABC):
         ``metrics["index"]``, e.g. ``{"kind": "hnsw", "recall@10": 0.97, "sample": 1000}``.
         """
         return {}
+
+
+class ShardedBuild(abc.ABC):
+    """Optional capability of a Retriever: an index trained on a sample, filled shard by shard
+    where the rows are (one shard per piece of them, on any machine), and merged on disk.
+
+    The engine calls, in order: ``shardable(count, dim)`` (does this config give such an index
+    for a version of this size?), ``training_rows(count)`` (which rows to train on),
+    ``train_for_shards(sample, count)`` on the driver (the trained, empty index as bytes, sent
+    to every executor), ``fill_shard(trained, pieces, path)`` once per shard wherever its rows
+    are (a fresh copy of the retriever, unpickled there), and ``merge_shards(trained, paths,
+    directory, vectors)`` on the driver, which writes the index files (each gets a checksum)
+    and leaves the retriever built, so ``report()`` and ``search`` answer as after ``build``.
+    Shard files are the engine's to place and remove.
+    """
+
+    @abc.abstractmethod
+    def shardable(self, count: int, dim: int) -> bool:
+        """True when this config gives ``count`` vectors of ``dim`` an index that can be built in shards."""
+
+    @abc.abstractmethod
+    def training_rows(self, count: int) -> np.ndarray:
+        """The rows (sorted int64 row numbers) whose vectors ``train_for_shards`` needs."""
+
+    @abc.abstractmethod
+    def train_for_shards(self, sample: np.ndarray, count: int) -> bytes:
+        """Train on ``sample`` (the vectors of ``training_rows(count)``); the empty trained index."""
+
+    @abc.abstractmethod
+    def fill_shard(self, trained: bytes, pieces: Iterable[tuple[np.ndarray, np.ndarray]], path: Path,
+                   threads: int | None = None) -> int:
+        """Add each piece's (rows, vectors) to a copy of ``trained``, the rows as result ids, and
+        write it to ``path``; returns the rows added. ``threads``: cores this shard may use."""
+
+    @abc.abstractmethod
+    def merge_shards(self, trained: bytes, paths: Sequence[Path], directory: Path,
+                     vectors: np.ndarray | None) -> list[Path]:
+        """Merge the shards at ``paths`` into the index files in ``directory``; returns the files
+        written. ``vectors`` (all rows, when the caller holds them) measure recall against exact
+        search as ``build`` does."""

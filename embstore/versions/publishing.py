@@ -9,7 +9,10 @@ online store) → index (the retriever's files) → publish (mark published and 
 alias in one registry transaction). The index is built in a thread from the files step
 on, while the offline and online rows are written (both wait on I/O, FAISS releases the
 GIL); the index step waits for it and writes its files, so steps are recorded and
-faults land in the same order. Every file's sha256 is recorded. If any step
+faults land in the same order. When the engine's writers build the index themselves
+(``VersionWriters.builds_index``: the spark engine's shard-by-shard FAISS build), they do
+it in the index step, with a staging directory in the version's directory that is
+removed afterwards. Every file's sha256 is recorded. If any step
 fails, or the process is killed, the version is marked failed (a killed publisher's
 version when the store is next opened), no alias moves and ``collect`` (``embstore
 gc``) removes its leftovers. With evaluators or gates in the request, the version is
@@ -18,9 +21,7 @@ published without moving the alias, then the gates decide (embstore.versions.gat
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import threading
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -33,6 +34,7 @@ from embstore.backends import files
 from embstore.config import PluginConfig, parse_config
 from embstore.embeddings import Embeddings
 from embstore.errors import ConfigError, EmbstoreError, PublishError, first_line
+from embstore.faults import fault_after
 from embstore.ids import id_type_of
 from embstore.producer import Producer
 from embstore.progress import Steps, bar
@@ -49,18 +51,6 @@ if TYPE_CHECKING:
     from embstore.versions.reader import VersionReader
 
 STEPS = ("validate", "files", "offline", "feast_apply", "online", "index", "publish")
-FAULT_ENV = "EMBSTORE_FAULT_AFTER"  # test hook: "step" or "step:raise"; kills the process after that step
-
-
-def fault_after(step: str) -> None:
-    spec = os.environ.get(FAULT_ENV)
-    if not spec:
-        return
-    target, _, mode = spec.partition(":")
-    if target == step:
-        if mode == "raise":
-            raise RuntimeError(f"injected fault after step {step!r}")
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -257,9 +247,14 @@ class Publication:
             producer = self.p.producer_class(self.provenance.producer)
             self.checksums.update(files.write_state(self.directory, self.emb.state, producer))
         self.record("files", checksums=self.checksums)
+        retriever, writers = self.rcls(self.rcfg), self.request.writers
+        if writers is not None and writers.builds_index(retriever, len(self.emb), self.emb.dim):
+            self.index_build = None  # the engine builds it in the index step (e.g. shard by shard on its executors)
+            self.engine_index = retriever
+            return
         vectors = self.emb.vectors.view()  # read-only: a build that writes into its input would change the rows
         vectors.flags.writeable = False    # the offline and online steps are writing at the same time
-        self.index_build = IndexBuild(self.rcls(self.rcfg), vectors)  # overlaps offline and online
+        self.index_build = IndexBuild(retriever, vectors)  # overlaps offline and online
 
     def step_offline(self) -> None:
         writers = self.request.writers
@@ -290,14 +285,31 @@ class Publication:
         self.record("online")
 
     def step_index(self) -> None:
-        index = self.index_build.result()
-        self.index_report = dict(index.report() or {})  # kept in the version's metrics["index"]
         index_dir = self.directory / files.INDEX_DIR
-        index_dir.mkdir()
-        for path in index.save(index_dir):
+        if self.index_build is not None:
+            index = self.index_build.result()
+            self.index_report = dict(index.report() or {})  # kept in the version's metrics["index"]
+            index_dir.mkdir()
+            written = index.save(index_dir)
+        else:
+            index, written = self.engine_index, self.engine_built_index(index_dir)
+            self.index_report = dict(index.report() or {})
+        for path in written:
             relative = str(Path(path).resolve().relative_to(self.directory.resolve()))
             self.checksums[relative] = files.sha256_file(Path(path))
         self.record("index", checksums=self.checksums)
+
+    def engine_built_index(self, index_dir: Path) -> list[Path]:
+        """The engine's build of the index into ``index_dir``, its intermediate files in a staging
+        directory of the version that is gone afterwards, built or not."""
+        staging = self.directory / files.INDEX_STAGING
+        index_dir.mkdir()
+        staging.mkdir()
+        try:
+            return self.request.writers.build_index(self.engine_index, self.emb, self.request.entity,
+                                                    self.version.valid_from, index_dir, staging)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def step_publish(self) -> VersionInfo:
         metrics = {**self.emb.metadata, **({"index": self.index_report} if self.index_report else {})}
