@@ -46,6 +46,19 @@ with their own options. Every approximate index measures its recall@10 at build 
 ``report()`` gives the facts (kind, parameters, recall, sample, seconds), which the store keeps
 in the version's ``metrics["index"]``.
 
+IVF built in shards (``ShardedBuild``, used by the spark engine for large versions): the lists
+are trained on the driver on a sample of the version's rows -- ``index=auto``'s rule above
+(``AUTO_TRAIN_PER_LIST`` per list, ``AUTO_KMEANS_ITER`` iterations), or for an explicit
+``index=ivf`` ``SHARD_TRAIN_PER_LIST`` (256, the bound faiss's own k-means samples a local
+build down to) -- and the trained empty index is serialised; each shard adds its rows (unit
+rows for cosine, as ``build`` adds them) with their row numbers as ids into a copy and is
+written as an index file; ``merge_shards`` merges the shards' lists with faiss's on-disk merge
+(``faiss.contrib.ondisk.merge_ondisk``) into ``index.ivfdata`` beside ``index.faiss``, which
+names it without a directory, so ``load`` memory-maps it read-only wherever the version's
+directory is and whatever the working directory. Recall is then measured (and for auto
+``nprobe`` tuned, else flat) on the recall sample exactly as after ``build``; the report says
+``build: sharded`` and the number of ``shards``.
+
 ``index=lsh`` is random-hyperplane LSH (SimHash; FAISS ``IndexLSH``: ``lsh_bits`` sign bits of
 random projections, Hamming distance over all codes) with an exact re-rank of the
 ``lsh_candidates`` nearest codes. Hyperplanes hash angles, so it serves ``cosine`` directly and
@@ -85,9 +98,11 @@ import json
 import logging
 import math
 import os
+import shutil
+import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 import pydantic
@@ -95,7 +110,7 @@ import pydantic
 from embstore.errors import ConfigError, IntegrityError, first_line
 from embstore.hookspecs import hookimpl
 from embstore.linalg import unit_rows
-from embstore.retriever import Retriever, RetrieverConfig
+from embstore.retriever import Retriever, RetrieverConfig, ShardedBuild
 
 if TYPE_CHECKING:
     import faiss
@@ -105,6 +120,7 @@ log = logging.getLogger(__name__)
 INDEX_FILE = "index.faiss"
 META_FILE = "index.json"
 RERANK_FILE = "rerank.npy"  # lsh: the vectors its candidates are re-ranked with
+IVFDATA_FILE = "index.ivfdata"  # ivf built in shards: the merged inverted lists, memory-mapped on load
 FORMAT_VERSION = 1
 
 IndexType = Literal["auto", "flat", "hnsw", "ivf", "lsh"]
@@ -119,6 +135,9 @@ AUTO_EF_MAX = 1024  # auto with hnsw: the largest ef_search tried before falling
 AUTO_NLIST_MAX = 2048
 AUTO_TRAIN_PER_LIST = 64
 AUTO_KMEANS_ITER = 10
+# an explicit index=ivf built in shards trains on this many sampled vectors per list: the bound faiss's
+# k-means (max_points_per_centroid) samples a local build's training set down to anyway
+SHARD_TRAIN_PER_LIST = 256
 # the exact search behind a recall measurement costs sample x count x dim multiply-adds: above
 # RECALL_WORK / recall_sample vectors the sample shrinks to keep sample x count near RECALL_WORK
 # (250 queries at 1M: 0.8 s here), never below RECALL_SAMPLE_MIN
@@ -285,6 +304,51 @@ def _omp_threads(threads: int | None) -> Iterator[None]:
         faiss.omp_set_num_threads(before)
 
 
+@contextlib.contextmanager
+def _c_stdout_to_stderr() -> Iterator[None]:
+    """Send C-level stdout to stderr meanwhile: faiss's on-disk lists print ``resizing ...`` with
+    printf, and stdout belongs to the caller (``embstore run --json`` prints the version there).
+    C's buffers are flushed on either side, so nothing printed before or after changes stream."""
+    import ctypes
+    import sys
+
+    libc = ctypes.CDLL(None)
+    sys.stdout.flush()
+    libc.fflush(None)
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        libc.fflush(None)
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _read_index_file(index_path: Path, ivfdata: Path | None) -> Any:
+    """faiss's index at ``index_path``; with ``ivfdata`` (an ivf built in shards) its on-disk lists
+    are memory-mapped read-only from that path, not from the name stored in the index file
+    (relative, which faiss would resolve against the working directory). IntegrityError names a
+    missing or short lists file (mapping past its end would crash the process on first search)."""
+    faiss = _faiss()
+    if ivfdata is None:
+        return faiss.read_index(str(index_path))
+    if not ivfdata.is_file():
+        raise IntegrityError(f"faiss inverted lists file {ivfdata} is missing")
+    index = faiss.read_index(str(index_path), faiss.IO_FLAG_SKIP_IVF_DATA | faiss.IO_FLAG_READ_ONLY)
+    lists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(index).invlists)
+    if not isinstance(lists, faiss.OnDiskInvertedLists):
+        raise IntegrityError(f"faiss index file {index_path} holds {type(lists).__name__}, but its "
+                             f"{META_FILE} names the on-disk lists {ivfdata.name}")
+    size = ivfdata.stat().st_size
+    if size < lists.totsize:
+        raise IntegrityError(f"faiss inverted lists file {ivfdata} is truncated: {size} bytes, the index "
+                             f"needs {lists.totsize}")
+    lists.filename = str(ivfdata.resolve())
+    lists.do_mmap()
+    return index
+
+
 # -- exact search and recall, for the measurement at build ----------------------------
 
 
@@ -405,7 +469,7 @@ def _mips_queries(q: np.ndarray) -> np.ndarray:
     return out
 
 
-class FaissRetriever(Retriever):
+class FaissRetriever(Retriever, ShardedBuild):
     """Top-k search over one version's vectors with faiss.
 
     ``build(vectors)`` or ``FaissRetriever.load(directory, config)`` first, then
@@ -414,6 +478,8 @@ class FaissRetriever(Retriever):
     fixed in the saved index; search-time options (``ef_search``, ``nprobe``, ``lsh_candidates``,
     ``batch_size``, ``threads``) come from the config given to ``load`` and may differ from the
     build's. ``kind_`` is the index built (``auto`` resolved); ``report()`` what was measured.
+    An ivf can also be built in shards (``ShardedBuild``: ``train_for_shards``, ``fill_shard``
+    on each shard's machine, ``merge_shards``; see the module docstring).
     """
 
     name = "faiss"
@@ -436,6 +502,8 @@ class FaissRetriever(Retriever):
         self.training_: dict[str, int] | None = None  # ivf built by auto: its k-means sample and iterations
         self.rerank_: np.ndarray | None = None  # lsh: the vectors candidates are re-ranked with
         self.chosen_: str | None = None  # "auto" or "config": how kind_ was chosen
+        self.ivfdata_: str | None = None  # ivf built in shards: its on-disk lists file, beside index.faiss
+        self.shards_started_: float | None = None  # ivf built in shards: when train_for_shards began
         self.report_: dict[str, Any] = {}
         self.params_: dict[int, Any] = {}  # faiss search parameters by ef_search / nprobe
 
@@ -474,7 +542,7 @@ class FaissRetriever(Retriever):
             raise ValueError(f"cannot build an index from vectors of shape {x.shape}; need at least one row and column")
         cfg = self.config
         auto = cfg.index == "auto"
-        kind = ("flat" if n * d <= cfg.auto_exact_max else cfg.auto_approximate) if auto else cfg.index
+        kind = self._kind_for(n, d)
         if cfg.metric == "cosine":  # hnsw and lsh keep (or insert from) the whole normalised set
             x = unit_rows(x) if kind in ("hnsw", "lsh") else UnitRows(x)
         elif kind == "lsh" and np.may_share_memory(x, vectors):
@@ -496,6 +564,40 @@ class FaissRetriever(Retriever):
         log.info("faiss %s index (%s) built: %d vectors, dim %d, %.2fs%s", self.kind_, cfg.metric, n, d,
                  report["build_seconds"], "" if recall is None else f", recall@{RECALL_K} {recall:.3f}")
 
+    def _kind_for(self, n: int, d: int) -> str:
+        """The index kind this config gives n vectors of d (``auto`` resolved by size)."""
+        cfg = self.config
+        if cfg.index != "auto":
+            return cfg.index
+        return "flat" if n * d <= cfg.auto_exact_max else cfg.auto_approximate
+
+    def _ivf_nlist(self, n: int, auto: bool) -> int:
+        """The ivf's lists for n vectors: the config's, else auto_nlist (auto) or default_nlist; at most n."""
+        cfg = self.config
+        nlist = cfg.nlist if cfg.nlist is not None else auto_nlist(n) if auto else default_nlist(n)
+        if nlist > n:
+            log.warning("faiss ivf: nlist=%d is more than the %d vectors; using nlist=%d", nlist, n, n)
+            nlist = n
+        return nlist
+
+    def _empty_ivf(self, d: int, nlist: int, auto: bool) -> "faiss.IndexIVFFlat":
+        """An untrained IVF-flat with the config's metric, seed and nprobe (auto: its short k-means)."""
+        faiss = _faiss()
+        metric = self._metric_type()
+        index = faiss.IndexIVFFlat(faiss.IndexFlat(d, metric), d, nlist, metric)
+        index.cp.seed = self.config.seed
+        index.nprobe = min(self.config.nprobe, nlist)
+        if auto:
+            index.cp.niter = AUTO_KMEANS_ITER
+            index.cp.max_points_per_centroid = AUTO_TRAIN_PER_LIST
+        return index
+
+    def _ivf_training_rows(self, n: int, nlist: int, per_list: int) -> np.ndarray | None:
+        """The sorted rows k-means trains on, ``per_list`` per list drawn with the seed; None: all n."""
+        size = min(n, nlist * per_list)
+        return np.sort(np.random.default_rng(self.config.seed).choice(n, size=size, replace=False)) \
+            if size < n else None
+
     def _make(self, kind: str, x: "np.ndarray | UnitRows", auto: bool = False) -> None:
         """Build index ``kind`` over the prepared rows ``x`` (unit rows for cosine); ``auto``: ivf
         with auto_nlist lists and a short k-means on a sample (AUTO_TRAIN_PER_LIST, AUTO_KMEANS_ITER)."""
@@ -503,7 +605,7 @@ class FaissRetriever(Retriever):
         cfg = self.config
         n, d = x.shape
         metric = self._metric_type()
-        self.nlist_ = self.ef_search_ = self.nprobe_ = self.rerank_ = None
+        self.nlist_ = self.ef_search_ = self.nprobe_ = self.rerank_ = self.ivfdata_ = None
         self.training_ = None
         if kind == "flat":
             index = faiss.IndexFlat(d, metric)
@@ -512,21 +614,12 @@ class FaissRetriever(Retriever):
             index.hnsw.efConstruction = cfg.ef_construction
             index.hnsw.efSearch = cfg.ef_search
         elif kind == "ivf":
-            nlist = cfg.nlist if cfg.nlist is not None else auto_nlist(n) if auto else default_nlist(n)
-            if nlist > n:
-                log.warning("faiss ivf: nlist=%d is more than the %d vectors; using nlist=%d", nlist, n, n)
-                nlist = n
-            quantizer = faiss.IndexFlat(d, metric)
-            index = faiss.IndexIVFFlat(quantizer, d, nlist, metric)
-            index.cp.seed = cfg.seed
-            index.nprobe = min(cfg.nprobe, nlist)
+            nlist = self._ivf_nlist(n, auto)
+            index = self._empty_ivf(d, nlist, auto)
             if auto:
-                index.cp.niter = AUTO_KMEANS_ITER
-                index.cp.max_points_per_centroid = AUTO_TRAIN_PER_LIST
-                size = min(n, nlist * AUTO_TRAIN_PER_LIST)
                 # the sample k-means would draw anyway, drawn here with the seed (and only it normalised)
-                train = x[np.sort(np.random.default_rng(cfg.seed).choice(n, size=size, replace=False))] \
-                    if size < n else x[:]
+                rows = self._ivf_training_rows(n, nlist, AUTO_TRAIN_PER_LIST)
+                train = x[rows] if rows is not None else x[:]
                 self.training_ = {"train_points": int(len(train)), "kmeans_iterations": AUTO_KMEANS_ITER}
             else:
                 train = x[:]
@@ -589,6 +682,132 @@ class FaissRetriever(Retriever):
         elif auto:
             self.ef_search_ = out["ef_search"] = value
         return out
+
+    # -- built in shards (ShardedBuild) --------------------------------------
+
+    def shardable(self, count: int, dim: int) -> bool:
+        """True when this config gives ``count`` × ``dim`` an ivf (``index=ivf``, or auto above
+        auto_exact_max with auto_approximate=ivf): its lists can be filled shard by shard."""
+        return count > 0 and dim > 0 and self._kind_for(count, dim) == "ivf"
+
+    def training_rows(self, count: int) -> np.ndarray:
+        """The rows k-means trains on: auto's sample (AUTO_TRAIN_PER_LIST per list), or for an explicit
+        ivf SHARD_TRAIN_PER_LIST per list, drawn with the seed; all rows when there are fewer."""
+        auto = self.config.index == "auto"
+        nlist = self._ivf_nlist(count, auto)
+        rows = self._ivf_training_rows(count, nlist, AUTO_TRAIN_PER_LIST if auto else SHARD_TRAIN_PER_LIST)
+        return np.arange(count, dtype=np.int64) if rows is None else rows.astype(np.int64)
+
+    def train_for_shards(self, sample: np.ndarray, count: int) -> bytes:
+        """The ivf's lists trained on ``sample`` (the vectors of ``training_rows(count)``), empty, as
+        faiss's serialised bytes: small (nlist × dim floats), sent to every shard."""
+        if not self.shardable(count, int(np.shape(sample)[1]) if np.ndim(sample) == 2 else 0):
+            raise ConfigError(f"retriever faiss config index={self.config.index!r} does not give {count} "
+                              "vectors an ivf, which is the only index built in shards; use index=ivf "
+                              "or index=auto above auto_exact_max")
+        self.shards_started_ = time.perf_counter()
+        cfg = self.config
+        x = _as_matrix(sample, "training sample")
+        if cfg.metric == "cosine":
+            x = unit_rows(x)
+        auto = cfg.index == "auto"
+        nlist = self._ivf_nlist(count, auto)
+        if len(x) < nlist:
+            raise ValueError(f"a training sample of {len(x)} vectors cannot train {nlist} lists; pass the "
+                             f"vectors of training_rows({count}) ({len(self.training_rows(count))} rows)")
+        index = self._empty_ivf(x.shape[1], nlist, auto)
+        with _omp_threads(cfg.threads):
+            index.train(x)
+        self.nlist_ = nlist
+        self.training_ = {"train_points": int(len(x)), "kmeans_iterations": int(index.cp.niter)}
+        return _faiss().serialize_index(index).tobytes()
+
+    def fill_shard(self, trained: bytes, pieces: Iterable[tuple[np.ndarray, np.ndarray]], path: Path,
+                   threads: int | None = None) -> int:
+        """Add each piece (rows, vectors) to a copy of ``trained`` with the rows as ids (unit rows for
+        cosine, as ``build`` adds them) and write it to ``path`` (through a temporary name: a retried
+        or speculative task never leaves half a file there); returns the rows added."""
+        faiss = _faiss()
+        index = faiss.deserialize_index(np.frombuffer(trained, dtype=np.uint8))
+        added = 0
+        with _omp_threads(threads if threads is not None else self.config.threads):
+            for rows, vectors in pieces:
+                x = _as_matrix(vectors, "vectors", dim=index.d)
+                ids = np.ascontiguousarray(rows, dtype=np.int64)
+                if ids.shape != (len(x),):
+                    raise ValueError(f"a shard piece has {ids.size} rows for {len(x)} vectors")
+                if self.config.metric == "cosine":
+                    x = unit_rows(x)
+                index.add_with_ids(x, ids)
+                added += len(ids)
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        faiss.write_index(index, str(tmp))
+        os.replace(tmp, path)
+        return added
+
+    def merge_shards(self, trained: bytes, paths: Sequence[Path], directory: Path,
+                     vectors: np.ndarray | None) -> list[Path]:
+        """Merge the shards' lists on disk into ``index.ivfdata`` beside ``index.faiss`` and
+        ``index.json`` in ``directory``; with ``vectors`` (all rows), recall@10 is measured and
+        auto's nprobe tuned as after ``build`` (an auto ivf short of auto_recall becomes flat, built
+        here from ``vectors``). Leaves this retriever loaded from the written files."""
+        from faiss.contrib.ondisk import merge_ondisk
+
+        faiss = _faiss()
+        cfg = self.config
+        auto = cfg.index == "auto"
+        if not paths:
+            raise ValueError("merge_shards needs at least one shard file")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        index = faiss.deserialize_index(np.frombuffer(trained, dtype=np.uint8))
+        lists_tmp = directory / f".{IVFDATA_FILE}.tmp"
+        with _c_stdout_to_stderr():
+            merge_ondisk(index, [str(p) for p in paths], str(lists_tmp))
+        # the name without a directory: load maps it from beside index.faiss, wherever that is
+        faiss.downcast_InvertedLists(faiss.extract_index_ivf(index).invlists).filename = IVFDATA_FILE
+        merge_seconds = time.perf_counter() - started
+        if vectors is not None and len(vectors) != index.ntotal:
+            raise ValueError(f"the shards hold {index.ntotal} vectors, but {len(vectors)} were given to measure "
+                             "recall with: a shard is missing or was merged twice")
+        self.index_, self.kind_, self.params_ = index, "ivf", {}
+        self.nlist_, self.nprobe_, self.ef_search_, self.rerank_ = int(index.nlist), None, None, None
+        self.ivfdata_ = IVFDATA_FILE
+        self.chosen_ = "auto" if auto else "config"
+        measured: dict[str, Any] = {}
+        if vectors is not None:
+            x = _as_matrix(vectors, "vectors", dim=int(index.d))
+            with _omp_threads(cfg.threads):
+                measured = self._measure(UnitRows(x) if cfg.metric == "cosine" else x, auto)
+        report: dict[str, Any] = {"kind": self.kind_, "chosen": self.chosen_, "count": int(index.ntotal),
+                                  "dim": int(index.d)}
+        if self.kind_ == "flat":  # auto's ivf fell short of auto_recall: flat, built from the vectors
+            report["exact"] = True
+        else:
+            report.update(self._parameters())
+        report.update(measured)
+        report.update({"build": "sharded", "shards": len(paths), "merge_seconds": round(merge_seconds, 3),
+                       "build_seconds": round(time.perf_counter() - (self.shards_started_ or started), 3)})
+        self.report_ = report
+        if self.kind_ == "flat":
+            lists_tmp.unlink()
+            return self.save(directory)
+        written = [(directory / f".{INDEX_FILE}.tmp", directory / INDEX_FILE), (lists_tmp, directory / IVFDATA_FILE),
+                   (directory / f".{META_FILE}.tmp", directory / META_FILE)]
+        faiss.write_index(index, str(written[0][0]))
+        written[2][0].write_text(json.dumps(self._meta(), indent=2, sort_keys=True) + "\n")
+        for source, target in written:
+            os.replace(source, target)
+        # the merged lists were mapped writable under the temporary name: read back as load reads them
+        self.index_ = _read_index_file(directory / INDEX_FILE, directory / IVFDATA_FILE)
+        self.index_.nprobe = min(max(cfg.nprobe, self.nprobe_ or 0), self.nlist_)
+        recall = report.get(f"recall@{RECALL_K}")
+        log.info("faiss ivf index (%s) merged from %d shards: %d vectors, dim %d, %.2fs%s", cfg.metric, len(paths),
+                 report["count"], report["dim"], report["build_seconds"],
+                 "" if recall is None else f", recall@{RECALL_K} {recall:.3f}")
+        return [target for _, target in written]
 
     # -- search --------------------------------------------------------------
 
@@ -703,11 +922,12 @@ class FaissRetriever(Retriever):
             "nprobe": self.nprobe_,
             "report": self.report_,
             "faiss_version": _faiss().__version__,
+            **({"ivfdata": self.ivfdata_} if self.ivfdata_ else {}),
         }
 
     def save(self, directory: Path) -> list[Path]:
-        """Write ``index.faiss`` and ``index.json`` (and for lsh ``rerank.npy``) into ``directory``
-        (created if missing)."""
+        """Write ``index.faiss`` and ``index.json`` (and for lsh ``rerank.npy``, for an ivf built in
+        shards a copy of ``index.ivfdata``) into ``directory`` (created if missing)."""
         faiss = _faiss()
         index = self._built()
         directory = Path(directory)
@@ -717,6 +937,12 @@ class FaissRetriever(Retriever):
         tmp = directory / f".{INDEX_FILE}.tmp"
         faiss.write_index(index, str(tmp))
         written.append((tmp, directory / INDEX_FILE))
+        if self.ivfdata_:  # built in shards: the on-disk lists go along (load maps them from beside the index)
+            source = Path(faiss.downcast_InvertedLists(faiss.extract_index_ivf(index).invlists).filename)
+            if source.resolve() != (directory / IVFDATA_FILE).resolve():
+                tmp = directory / f".{IVFDATA_FILE}.tmp"
+                shutil.copyfile(source, tmp)
+                written.append((tmp, directory / IVFDATA_FILE))
         if self.kind_ == "lsh":
             tmp = directory / f".{RERANK_FILE}.tmp"
             with open(tmp, "wb") as fh:
@@ -755,8 +981,13 @@ class FaissRetriever(Retriever):
                 )
         if not index_path.is_file():
             raise IntegrityError(f"faiss index file {index_path} is missing")
+        ivfdata = meta.get("ivfdata")
+        if ivfdata is not None and (not isinstance(ivfdata, str) or Path(ivfdata).name != ivfdata
+                                    or meta["index"] != "ivf"):
+            raise IntegrityError(f"faiss index metadata {meta_path} names on-disk lists {ivfdata!r}: expected "
+                                 "a file name beside the index of an ivf")
         try:
-            index = faiss.read_index(str(index_path))
+            index = _read_index_file(index_path, None if ivfdata is None else directory / ivfdata)
         except (RuntimeError, MemoryError) as exc:
             raise IntegrityError(
                 f"faiss index file {index_path} is truncated or unreadable: {first_line(exc)}"
@@ -787,7 +1018,7 @@ class FaissRetriever(Retriever):
             self.nlist_ = int(index.nlist)
         elif kind == "lsh":
             self.rerank_ = _read_rerank(directory / RERANK_FILE, meta["count"], meta["dim"])
-        self.index_, self.kind_ = index, kind
+        self.index_, self.kind_, self.ivfdata_ = index, kind, ivfdata
         self.chosen_ = meta.get("chosen") if meta.get("chosen") in ("auto", "config") else "config"
         self.report_ = meta["report"] if isinstance(meta.get("report"), dict) else {"kind": kind}
         return self
