@@ -16,7 +16,10 @@ What runs where:
   registered in Feast through Feast's Spark offline store (historical joins run on
   Spark); its online rows are written by the executors, straight into the team
   backend's Redis (SQLite cannot take writers on other hosts: refused);
-- the FAISS index is built on the driver from the collected vectors.
+- the FAISS index is built on the driver from the collected vectors; from
+  ``shard_index_min_rows`` rows on, an IVF (index=ivf, or auto above its exact threshold)
+  is trained on the driver on a sample and filled shard by shard on the executors, then
+  merged on disk by the driver (embstore_plugins.spark.index).
 
 pyspark is imported only when the engine is used.
 """
@@ -48,6 +51,14 @@ class SparkConfig(PluginConfig):
     conf: dict[str, str] = Field(default_factory=dict, description="extra Spark conf, e.g. {spark.executor.memory: 8g}")
     partitions: int = Field(1, ge=1, description="Word2Vec partitions: more train faster, fewer train better (Spark averages "
                                                  "the partitions' models)")
+    shard_index_min_rows: int = Field(
+        2_000_000, ge=1, description="versions with at least this many rows whose index is an IVF (index=ivf, or auto "
+        "above auto_exact_max) get it trained on the driver on a sample, filled shard by shard on the executors and "
+        "merged on disk; smaller ones are built on the driver, where a few seconds' build costs less than the job")
+    shard_index_rows: int = Field(
+        1_000_000, ge=1, description="rows per index shard, one task each (Spark's range exchange makes them about "
+        "that size): an executor task holds one shard's vectors and lists (about rows x dim x 4 bytes); fewer rows "
+        "give more tasks to spread over the executors' cores")
 
 
 class SparkEngine(Engine):

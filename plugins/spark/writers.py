@@ -1,5 +1,6 @@
 """A version's Feast rows written by Spark: the offline rows as a partitioned parquet dataset, the online
-rows from the executors straight into the team backend's online store (Redis).
+rows from the executors straight into the team backend's online store (Redis); a large version's IVF index
+filled shard by shard on the executors (embstore_plugins.spark.index).
 
 The rows are the ones the local engine writes (embstore.backends.files.offline_frame: the
 entity, the valid-from time as event and created time, the row, the embedding, the extras),
@@ -24,6 +25,7 @@ from embstore.errors import ConfigError, PublishError
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
+    from embstore.retriever import Retriever
     from embstore_plugins.spark import SparkEngine
 
 ROWS_PER_BUCKET = 1_000_000
@@ -58,6 +60,19 @@ class SparkWriters(VersionWriters):
             self._frames.clear()
             self._frames[key] = session.createDataFrame(frame).repartition(max(buckets, 2), "bucket").cache()
         return self._frames[key]
+
+    def builds_index(self, retriever: "Retriever", count: int, dim: int) -> bool:
+        """From shard_index_min_rows rows on, an index the retriever can build in shards (faiss's ivf)."""
+        from embstore.retriever import ShardedBuild
+
+        return (count >= self.engine.config.shard_index_min_rows and isinstance(retriever, ShardedBuild)
+                and retriever.shardable(count, dim))
+
+    def build_index(self, retriever: "Retriever", emb: Embeddings, entity: str, valid_from: Any, directory: Path,
+                    staging: Path) -> list[Path]:
+        from embstore_plugins.spark.index import build_sharded
+
+        return build_sharded(self, retriever, emb, entity, valid_from, directory, staging)
 
     def write_offline(self, emb: Embeddings, entity: str, valid_from: Any, directory: Path) -> OfflineData:
         target = directory / files.OFFLINE_DATASET
