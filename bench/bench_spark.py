@@ -3,6 +3,7 @@
     python bench/bench_spark.py movielens [--movielens ../shared/data/ml-latest-small]
     python bench/bench_spark.py generated [--interactions 20000000]
     python bench/bench_spark.py cora [--cora ../shared/data/cora]
+    python bench/bench_spark.py index [--count 2000000 --dim 64 --shard-rows 500000]
 
 Each (job, engine) runs in a fresh process on a fresh team-backend store (PostgreSQL +
 Redis, as the spark engine needs), so its peak memory is its own: the Python process's and
@@ -15,6 +16,16 @@ the largest child's (Spark's JVM). Printed per run, one JSON line:
   each user held out, seen items excluded); on the generated data the share of each item's
   10 nearest neighbours in its own planted cluster; on Cora the linear-probe accuracy of
   DeepWalk on the standard split.
+
+``index`` publishes ``count`` synthetic vectors (``dim``, 1,000 planted clusters, cosine,
+``index=auto``: an IVF) on Spark local[2] twice, each in a fresh process: the IVF built on the
+driver from the collected vectors, and the IVF trained on the driver and filled shard by shard on
+the executors, then merged on disk (``shard_index_rows`` rows a shard). Printed per run:
+``publish_s`` (the whole publish), ``index_s`` (the index's build as its report says: for the
+sharded build training, the executors' shards, the merge and the recall measurement; the
+driver's build runs beside the offline and online writes), ``recall@10`` against exact search on
+the recall sample, ``query_ms`` (1,000 held-out queries through ``recall``), the driver's and the
+JVM's peak RSS.
 
 On this 2-core machine local[2] is not a cluster: the figures say what Spark costs over
 the local engine on one machine, and that the result is as good.
@@ -94,6 +105,49 @@ def one_run(job: str, engine: str, master: str | None, data: str, producer: str,
         if engine == "spark":
             result["jvm_peak_mib"] = jvm_peak_mib(store.engines.get().session)
         return result
+    finally:
+        drop(store)
+
+
+def index_run(mode: str, count: int, dim: int, shard_rows: int) -> dict:
+    """One publish of ``count`` planted vectors on Spark local[2], its index built on the driver
+    (``mode`` driver) or shard by shard on the executors (sharded)."""
+    from embstore import EmbeddingStore, Embeddings
+    from embstore.versions.publishing import PublishRequest
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(1000, dim)).astype(np.float32)
+    vectors = centres[rng.integers(0, 1000, count)]
+    vectors += 0.5 * rng.normal(size=(count, dim)).astype(np.float32)
+    queries = centres[rng.integers(0, 1000, 1000)] + 0.5 * rng.normal(size=(1000, dim)).astype(np.float32)
+    emb = Embeddings(np.arange(count, dtype=np.int64), vectors)
+    home = Path(tempfile.mkdtemp(prefix="bench-spark-index-"))
+    settings = team_settings()
+    settings.update(engine="spark", engine_config={
+        "master": "local[2]", "conf": {"spark.driver.memory": "6g"}, "shard_index_rows": shard_rows,
+        "shard_index_min_rows": 1 if mode == "sharded" else count + 1})
+    store = EmbeddingStore.init(home / "home", progress=False, **settings)
+    try:
+        engine = store.engines.get()
+        engine.session  # started before the clock
+        writers = engine.writers(store.feast.repo)
+        writers.check(store.feast.online_store_type())
+        t0 = time.perf_counter()
+        version = store.publisher.publish(PublishRequest("vectors", emb, writers=writers))
+        publish_s = time.perf_counter() - t0
+        report = version.metrics["index"]
+        store.recall(version, vectors=queries[:10], k=10)  # loads the index
+        t1 = time.perf_counter()
+        store.recall(version, vectors=queries, k=10)
+        query_ms = (time.perf_counter() - t1) * 1000 / len(queries)
+        index_bytes = sum(f.stat().st_size for f in (Path(version.storage_path) / "index").iterdir())
+        return {"job": "index", "mode": mode, "count": count, "dim": dim, "publish_s": round(publish_s, 1),
+                "index_s": report.get("build_seconds"), "kind": report["kind"], "build": report.get("build", "driver"),
+                "shards": report.get("shards"), "nlist": report.get("nlist"), "nprobe": report.get("nprobe"),
+                "recall@10": report.get("recall@10"), "sample": report.get("sample"),
+                "query_ms": round(query_ms, 3), "index_mib": round(index_bytes / 2**20),
+                "driver_peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                "jvm_peak_mib": jvm_peak_mib(engine.session)}
     finally:
         drop(store)
 
@@ -201,6 +255,10 @@ def local_copy(data: str) -> str:
 
 
 def child(args: list[str]) -> None:
+    if args[0] == "index":
+        mode, count, dim, shard_rows = args[1], *map(int, args[2:5])
+        print(json.dumps(index_run(mode, count, dim, shard_rows)))
+        return
     job, engine, master, data, producer, config = args
     print(json.dumps(one_run(job, engine, None if master == "-" else master, data, producer, json.loads(config))))
 
@@ -219,12 +277,23 @@ def main(argv: list[str] | None = None) -> None:
     if argv[:1] == ["--child"]:
         return child(argv[1:])
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("job", choices=["movielens", "generated", "cora"])
+    p.add_argument("job", choices=["movielens", "generated", "cora", "index"])
     p.add_argument("--movielens", type=Path, default=HERE.parents[1] / "shared" / "data" / "ml-latest-small")
     p.add_argument("--cora", type=Path, default=HERE.parents[1] / "shared" / "data" / "cora")
     p.add_argument("--interactions", type=int, default=20_000_000)
     p.add_argument("--producers", default="item2vec,deepwalk")
+    p.add_argument("--count", type=int, default=2_000_000, help="index: vectors published")
+    p.add_argument("--dim", type=int, default=64, help="index: their dimension")
+    p.add_argument("--shard-rows", type=int, default=500_000, help="index: the spark engine's shard_index_rows")
     args = p.parse_args(argv)
+    if args.job == "index":
+        for mode in ("driver", "sharded"):
+            done = subprocess.run([sys.executable, __file__, "--child", "index", mode, str(args.count), str(args.dim),
+                                   str(args.shard_rows)], capture_output=True, text=True, timeout=7200)
+            result = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else \
+                {"job": "index", "mode": mode, "error": done.stderr.strip().splitlines()[-3:]}
+            print(json.dumps(result), flush=True)
+        return
     with tempfile.TemporaryDirectory(prefix="bench-spark-data-") as tmp:
         tmp = Path(tmp)
         if args.job == "movielens":

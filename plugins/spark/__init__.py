@@ -54,7 +54,7 @@ class SparkConfig(PluginConfig):
     shard_index_min_rows: int = Field(
         2_000_000, ge=1, description="versions with at least this many rows whose index is an IVF (index=ivf, or auto "
         "above auto_exact_max) get it trained on the driver on a sample, filled shard by shard on the executors and "
-        "merged on disk; smaller ones are built on the driver, where a few seconds' build costs less than the job")
+        "merged on disk; smaller ones are built on the driver, a small part of their publish (docs/spark.md)")
     shard_index_rows: int = Field(
         1_000_000, ge=1, description="rows per index shard, one task each (Spark's range exchange makes them about "
         "that size): an executor task holds one shard's vectors and lists (about rows x dim x 4 bytes); fewer rows "
