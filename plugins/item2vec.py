@@ -22,6 +22,7 @@ from embstore.skipgram import SkipGramConfig, rare_items_policy, train_skipgram
 
 if TYPE_CHECKING:
     from embstore.inputs import Inputs
+    from embstore.sequences import Sequences
 
 
 EPOCH_BUDGET = 7_400_000  # trained interactions: 120 passes over MovieLens latest-small (ratings >= 3.5)
@@ -175,12 +176,18 @@ class Item2Vec(Producer):
                 f"item2vec has nothing to train on: no user has 2 or more interactions{after} "
                 f"({len(sequences)} sequences, {sequences.n_tokens} interactions)"
             )
-        config, rule = resolved_epochs(config, int(sequences.n_tokens))
-        codes, vectors, metrics = train_skipgram(sequences, config, progress=progress)
-        metrics.update(epochs=config.epochs, epochs_rule=rule)
-        seen = int(np.count_nonzero(np.bincount(sequences.codes, minlength=sequences.vocab.shape[0])))
-        metrics.update(rare_items_policy(seen, int(codes.shape[0]), "min_count", config.min_count))
-        return Embeddings(ids=sequences.vocab[codes], vectors=vectors, metadata=metrics)
+        return train_item2vec(sequences, config, progress)
+
+
+def train_item2vec(sequences: "Sequences", config: Item2VecConfig, progress: bool | None = None) -> Embeddings:
+    """Skip-gram on per-user sequences, ``epochs: auto`` resolved, rare items reported: what both
+    engines run (the spark engine on sequences it built and collected on the driver)."""
+    config, rule = resolved_epochs(config, int(sequences.n_tokens))
+    codes, vectors, metrics = train_skipgram(sequences, config, progress=progress)
+    metrics.update(epochs=config.epochs, epochs_rule=rule)
+    seen = int(np.count_nonzero(np.bincount(sequences.codes, minlength=sequences.vocab.shape[0])))
+    metrics.update(rare_items_policy(seen, int(codes.shape[0]), "min_count", config.min_count))
+    return Embeddings(ids=sequences.vocab[codes], vectors=vectors, metadata=metrics)
 
 
 @hookimpl

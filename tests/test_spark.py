@@ -107,12 +107,61 @@ def test_walks_from_the_executors_are_the_local_walks(engine):
     assert [w for part in parts for w in part] == [w.tolist() for w in whole]
 
 
+def test_the_driver_trainer_gives_the_local_engines_vectors(engine, dataset, in_file_order):
+    """trainer auto on a corpus that fits the driver: Spark builds the sequences, the driver trains them
+    with the local engine's skip-gram, and with one worker the vectors are the local engine's, bit for bit."""
+    from embstore.config import parse_config
+    from embstore_plugins.item2vec import Item2Vec, Item2VecConfig
+    from embstore_plugins.spark import training
+
+    config = parse_config(Item2VecConfig, {"min_rating": 3.5, "epochs": 2, "dim": 8, "workers": 1}, "item2vec")
+    spark = training.item2vec(engine.inputs([InputSpec("interactions", dataset, COLUMNS)]), config, 1,
+                              driver_max_tokens=10**6, progress=False)
+    local = Item2Vec().fit(Inputs([InputSpec("interactions", in_file_order, COLUMNS)]), config, progress=False)
+    assert spark.metadata["trainer"] == "driver" and "<= driver_max_tokens" in spark.metadata["trainer_rule"]
+    np.testing.assert_array_equal(spark.ids, local.ids)
+    np.testing.assert_array_equal(spark.vectors, local.vectors)
+    for key in ("items_seen", "items_with_vector", "epochs"):
+        assert spark.metadata[key] == local.metadata[key]
+
+
+def test_deepwalk_walks_on_the_executors_and_trains_on_the_driver_as_locally(engine, dataset, in_file_order):
+    from embstore.config import parse_config
+    from embstore_plugins.random_walks import DeepWalk, DeepWalkConfig
+    from embstore_plugins.spark import training
+
+    config = parse_config(DeepWalkConfig, {"min_rating": 3.5, "walks_per_node": 2, "walk_length": 10, "epochs": 1,
+                                           "dim": 8, "workers": 1}, "deepwalk")
+    spark = training.random_walk_producer(engine.inputs([InputSpec("interactions", dataset, COLUMNS)]), config, 1,
+                                          "deepwalk", driver_max_tokens=10**6, progress=False)
+    local = DeepWalk().fit(Inputs([InputSpec("interactions", in_file_order, COLUMNS)]), config, progress=False)
+    assert spark.metadata["trainer"] == "driver" and spark.metadata["walk_steps"] == local.metadata["walk_steps"]
+    np.testing.assert_array_equal(spark.ids, local.ids)
+    np.testing.assert_array_equal(spark.vectors, local.vectors)
+
+
+def test_word2vec_trains_on_the_executors_above_the_driver_budget(engine, dataset):
+    from embstore.config import parse_config
+    from embstore_plugins.item2vec import Item2VecConfig
+    from embstore_plugins.spark import training
+
+    inputs = engine.inputs([InputSpec("interactions", dataset, COLUMNS)])
+    config = parse_config(Item2VecConfig, {"min_rating": 3.5, "epochs": 1, "dim": 8}, "item2vec")
+    emb = training.item2vec(inputs, config, 1, driver_max_tokens=1000)
+    assert emb.metadata["trainer"] == "spark-ml-word2vec" and "> driver_max_tokens 1,000" in emb.metadata["trainer_rule"]
+    assert emb.metadata["items_with_vector"] == len(emb) > 1000
+    with pytest.raises(ConfigError, match="Spark ML's Word2Vec .* has no negative"):
+        training.item2vec(inputs, config.model_copy(update={"negative": 7}), 1, trainer="word2vec")
+    driver = training.item2vec(inputs, config.model_copy(update={"negative": 7}), 1, trainer="driver")
+    assert driver.metadata["trainer"] == "driver" and len(driver) == len(emb)
+
+
 def test_a_spark_run_publishes_with_every_guarantee(team_spark_store, dataset):
     store = team_spark_store
     inputs = [InputSpec("interactions", dataset, COLUMNS)]
     v1 = store.run("item2vec", "movies", inputs, {"min_rating": 3.5, "epochs": 1, "dim": 16}, promote="prod",
                    until="2015-01-01")
-    assert v1.valid_from == pd.Timestamp("2015-01-01", tz="UTC") and v1.metrics["trainer"] == "spark-ml-word2vec"
+    assert v1.valid_from == pd.Timestamp("2015-01-01", tz="UTC") and v1.metrics["trainer"] == "driver"
     assert any(k.startswith("embeddings/bucket=0/") for k in v1.checksums)  # Spark's partitioned dataset
     ratings = pd.read_csv(MOVIELENS / "ratings.csv")  # the rare-items policy, said as the local engine says it
     trained = ratings[(ratings.rating >= 3.5) & (ratings.timestamp < pd.Timestamp("2015-01-01").timestamp())]

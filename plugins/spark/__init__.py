@@ -31,7 +31,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 from pydantic import Field
 
@@ -49,6 +49,15 @@ class SparkConfig(PluginConfig):
     master: str = Field("local[2]", min_length=1, description="Spark master URL: local[N], spark://host:7077, yarn, k8s://...")
     app_name: str = Field("embstore", min_length=1, description="Spark application name")
     conf: dict[str, str] = Field(default_factory=dict, description="extra Spark conf, e.g. {spark.executor.memory: 8g}")
+    trainer: Literal["auto", "driver", "word2vec"] = Field(
+        "auto", description="item2vec, deepwalk, node2vec: driver collects the sequences or walks Spark built and trains "
+        "them on the driver with embstore's skip-gram (negative sampling, the local engine's defaults and quality); "
+        "word2vec trains on the executors with Spark ML's Word2Vec (hierarchical softmax, lower recall on MovieLens); "
+        "auto: driver up to driver_max_tokens, else word2vec")
+    driver_max_tokens: int = Field(
+        50_000_000, ge=0, description="trainer auto: the largest corpus (interactions, or walks x walk_length) trained "
+        "on the driver; collecting it takes about 8 bytes a token of driver memory (keep spark.driver.maxResultSize "
+        "above that), training it the driver's cores")
     partitions: int = Field(1, ge=1, description="Word2Vec partitions: more train faster, fewer train better (Spark averages "
                                                  "the partitions' models)")
     shard_index_min_rows: int = Field(
@@ -103,10 +112,11 @@ class SparkEngine(Engine):
     def fit(self, producer, inputs, config, progress: bool) -> Any:
         from embstore_plugins.spark import training
 
+        trainer = dict(trainer=self.config.trainer, driver_max_tokens=self.config.driver_max_tokens, progress=progress)
         if producer.name == "item2vec":
-            return training.item2vec(inputs, config, self.config.partitions)
+            return training.item2vec(inputs, config, self.config.partitions, **trainer)
         if producer.name in ("deepwalk", "node2vec"):
-            return training.random_walk_producer(inputs, config, self.config.partitions, producer.name)
+            return training.random_walk_producer(inputs, config, self.config.partitions, producer.name, **trainer)
         log.warning("producer %s has no Spark implementation: its inputs are read by Spark and it trains on the "
                     "driver, on one machine", producer.name)
         from embstore_plugins.local_engine import LocalEngine

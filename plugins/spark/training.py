@@ -1,19 +1,27 @@
-"""Producers on Spark: item2vec on Spark ML's Word2Vec, DeepWalk and node2vec with walks generated on
-the executors by embstore's walk engine over a broadcast graph, then the same Word2Vec.
+"""Producers on Spark: item2vec on per-user sequences built by Spark, DeepWalk and node2vec with walks
+generated on the executors by embstore's walk engine over a broadcast graph; then one of two trainers
+(the engine's ``trainer``):
 
-Spark ML's Word2Vec is a skip-gram trained with hierarchical softmax, not negative sampling:
-``negative``, ``ns_exponent``, ``sample`` and ``min_learning_rate`` do not apply and a value
-other than the default is refused; ``window: all`` is refused too. Its vocabulary and vectors
-live on the driver: vocabulary × dimension must stay below 2^31 floats. It trains each
-partition's sentences apart and averages: ``partitions`` (default 1) trades accuracy for
-parallelism. Sentences longer than 10,000 items are cut into pieces, as the local trainer
-feeds gensim.
+- ``driver``: the sequences or walks are collected on the driver (through Arrow, 8 bytes a token
+  while collected, then 4) and trained there by embstore's own skip-gram with negative sampling,
+  the local engine's trainer with the same defaults: the same quality as the local engine.
+- ``word2vec``: Spark ML's Word2Vec on the executors, for corpora too large to collect. It is a
+  skip-gram trained with hierarchical softmax, not negative sampling: ``negative``,
+  ``ns_exponent``, ``sample`` and ``min_learning_rate`` do not apply and a value other than the
+  default is refused; ``window: all`` is refused too. Its vocabulary and vectors live on the
+  driver: vocabulary × dimension must stay below 2^31 floats. It trains each partition's
+  sentences apart and averages: ``partitions`` (default 1) trades accuracy for parallelism.
+  Sentences longer than 10,000 items are cut into pieces, as the local trainer feeds gensim.
+  On MovieLens it recalls less than the driver trainer (bench/bench_spark.py, docs/spark.md).
+
+``auto`` (the default) trains on the driver while the corpus has at most ``driver_max_tokens``
+tokens, else with Word2Vec; the version's metrics say which (``trainer``, ``trainer_rule``).
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -24,10 +32,45 @@ from embstore.skipgram import MAX_SEQUENCE_TOKENS, SkipGramConfig, rare_items_po
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
+    from embstore.sequences import Sequences
     from embstore_plugins.spark.inputs import SparkInputs
 
 WORD2VEC_LIMIT = 2**31  # floats Spark's Word2Vec holds on the driver (vocabulary × dimension)
 NOT_ON_SPARK = ("negative", "ns_exponent", "sample", "min_learning_rate")
+Trainer = Literal["auto", "driver", "word2vec"]
+
+
+def chosen_trainer(trainer: Trainer, tokens: int, driver_max_tokens: int) -> tuple[str, str]:
+    """The trainer a corpus of ``tokens`` gets, and why."""
+    if trainer != "auto":
+        return trainer, "given"
+    if tokens <= driver_max_tokens:
+        return "driver", f"auto: {tokens:,} tokens <= driver_max_tokens {driver_max_tokens:,}"
+    return "word2vec", f"auto: {tokens:,} tokens > driver_max_tokens {driver_max_tokens:,}"
+
+
+def collected(frame: "DataFrame", column: str, vocab: np.ndarray | None = None) -> "Sequences":
+    """An array column of a DataFrame as Sequences on the driver, in the frame's row order: its
+    values coded against ``vocab`` when they are codes already (walks), else against their sorted
+    distinct values (ids, as the local engine's sequences hold them)."""
+    import pyarrow as pa
+
+    from embstore.sequences import Sequences
+
+    arr = frame.select(column).toArrow().column(column)
+    arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    if len(arr) == 0:
+        arr = pa.array([], type=arr.type)
+    offsets = np.asarray(arr.offsets, dtype=np.int64)
+    offsets = offsets - offsets[0] if len(offsets) else np.zeros(1, dtype=np.int64)
+    values = arr.flatten().to_numpy(zero_copy_only=False)
+    if vocab is not None:
+        return Sequences(vocab=vocab, codes=values.astype(np.int32), offsets=offsets)
+    if values.dtype.kind not in "iu":
+        values = values.astype(object)
+    distinct, codes = np.unique(values, return_inverse=True)
+    distinct = distinct.astype(np.int64) if distinct.dtype.kind in "iu" else distinct.astype(object)
+    return Sequences(vocab=distinct, codes=codes.astype(np.int32).reshape(-1), offsets=offsets)
 
 
 def check_word2vec(config: SkipGramConfig, producer: str) -> None:
@@ -85,10 +128,13 @@ def typed(words: list[str], int_ids: bool) -> np.ndarray:
     return np.asarray([int(w) for w in words], dtype=np.int64) if int_ids else np.asarray(words, dtype=object)
 
 
-def item2vec(inputs: "SparkInputs", config: Any, partitions: int) -> Embeddings:
+def item2vec(inputs: "SparkInputs", config: Any, partitions: int, trainer: Trainer = "auto",
+             driver_max_tokens: int = 0, progress: bool | None = None) -> Embeddings:
     """item2vec on Spark: the per-user sequences built by Spark (kept while their counts are taken
-    in one pass and Word2Vec trains, so the input is read once), then Word2Vec."""
+    in one pass and the model trains, so the input is read once), then the chosen trainer."""
     from pyspark.sql import functions as F
+
+    from embstore_plugins.item2vec import train_item2vec
 
     seqs = inputs.sequences(min_rating=config.min_rating, session_gap=config.session_gap).persist()
     try:
@@ -97,14 +143,23 @@ def item2vec(inputs: "SparkInputs", config: Any, partitions: int) -> Embeddings:
                              F.sum(F.size("items")).alias("interactions")).first()
         if not counts["trainable"]:
             raise InputError("item2vec has nothing to train on: no user has 2 or more interactions")
+        interactions = int(counts["interactions"])
+        how, why = chosen_trainer(trainer, interactions, driver_max_tokens)
+        if how == "driver":  # the local engine's trainer on the same sequences
+            t0 = time.perf_counter()
+            sequences = collected(seqs.orderBy("user", "session"), "items")  # the local engine's order
+            emb = train_item2vec(sequences, config, progress)
+            emb.metadata.update(trainer="driver", trainer_rule=why, sequences=int(counts["trainable"]),
+                                collect_seconds=round(time.perf_counter() - t0 - emb.metadata.get("train_seconds", 0), 3))
+            return emb
         seen = int(seqs.select(F.explode("items").alias("item")).distinct().count())
-        config, rule = spark_epochs(config, int(counts["interactions"]))
+        config, rule = spark_epochs(config, interactions)
         sentences = seqs.where(F.size("items") >= 2).select(
             F.transform("items", lambda i: i.cast("string")).alias("tokens"))
         words, vectors, metrics = word2vec(sentences, config, partitions, "item2vec")
     finally:
         seqs.unpersist()
-    metrics.update(sequences=int(counts["trainable"]), epochs_rule=rule)
+    metrics.update(sequences=int(counts["trainable"]), epochs_rule=rule, trainer_rule=why)
     metrics.update(rare_items_policy(seen, len(words), "min_count", config.min_count))
     return Embeddings(ids=typed(words, int_ids), vectors=vectors, metadata=metrics)
 
@@ -130,10 +185,13 @@ def walk_graph(inputs: "SparkInputs", config: Any):
                             directed=directed, nodes=vocab)
 
 
-def random_walk_producer(inputs: "SparkInputs", config: Any, partitions: int, producer: str) -> Embeddings:
+def random_walk_producer(inputs: "SparkInputs", config: Any, partitions: int, producer: str,
+                         trainer: Trainer = "auto", driver_max_tokens: int = 0,
+                         progress: bool | None = None) -> Embeddings:
     """DeepWalk / node2vec on Spark: the graph broadcast to the executors, each task walking a range of
     walk indices (walk i depends only on the seed and i, so the walks equal the local engine's), then
-    Word2Vec on the walks."""
+    the chosen trainer on the walks."""
+    from embstore.skipgram import train_skipgram
     from embstore.walks import walk_count, walk_range
 
     t0 = time.perf_counter()
@@ -144,24 +202,32 @@ def random_walk_producer(inputs: "SparkInputs", config: Any, partitions: int, pr
     session = inputs.session
     shared = session.sparkContext.broadcast(graph)
     total = walk_count(graph, walk_config)
+    how, why = chosen_trainer(trainer, int(total) * int(walk_config.walk_length), driver_max_tokens)
     tasks = max(1, session.sparkContext.defaultParallelism * 2)
     bounds = np.linspace(0, total, tasks + 1).astype(np.int64)
     ranges = session.sparkContext.parallelize(list(zip(bounds[:-1].tolist(), bounds[1:].tolist())), tasks)
+    as_text = how == "word2vec"
 
     def walk(part):
         g = shared.value
         for a, b in part:
             if b > a:
-                walks = walk_range(g, walk_config, a, b)
-                for w in walks:
-                    yield ([str(c) for c in w.tolist()],)
+                for w in walk_range(g, walk_config, a, b):
+                    yield ([str(c) for c in w.tolist()],) if as_text else (w.tolist(),)
 
     t1 = time.perf_counter()
-    sentences = session.createDataFrame(ranges.mapPartitions(walk), "tokens array<string>")
-    words, vectors, metrics = word2vec(sentences, config, partitions, producer)
-    codes = np.asarray([int(w) for w in words], dtype=np.int64)
+    if how == "driver":  # walks made on the executors, trained here by the local engine's trainer
+        walks = collected(session.createDataFrame(ranges.mapPartitions(walk), "codes array<int>"), "codes", graph.ids)
+        t2 = time.perf_counter()
+        codes, vectors, metrics = train_skipgram(walks, config, progress=progress)
+        metrics.update(trainer="driver", walk_steps=walks.n_tokens, walk_seconds=round(t2 - t1, 3))
+    else:
+        sentences = session.createDataFrame(ranges.mapPartitions(walk), "tokens array<string>")
+        words, vectors, metrics = word2vec(sentences, config, partitions, producer)
+        codes = np.asarray([int(w) for w in words], dtype=np.int64)
     metrics.update(nodes=graph.n_nodes, edges=graph.n_edges, directed=graph.directed, walks=int(total),
-                   graph_seconds=round(t1 - t0, 3), walk_tasks=tasks, nodes_without_vector=int(graph.n_nodes - len(codes)))
+                   graph_seconds=round(t1 - t0, 3), walk_tasks=tasks, nodes_without_vector=int(graph.n_nodes - len(codes)),
+                   trainer_rule=why)
     if "interactions" in inputs.kinds:  # an item graph: say what happened to the rare items, as locally
         seen = inputs.items_seen(config.min_rating, config.session_gap)
         metrics.update(rare_items_policy(seen, len(codes), "min_interactions", int(getattr(config, "min_interactions", 1))))
