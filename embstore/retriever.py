@@ -41,6 +41,9 @@ class Retriever(abc.ABC):
     name: ClassVar[str]
     Config: ClassVar[type[RetrieverConfig]] = RetrieverConfig
 
+    build_threads: int | None = None  # set by the publisher, which builds beside the version's writes: the
+    # threads ``build`` may use (a retriever that runs threads should stay within it); None: its own choice
+
     def __init__(self, config: RetrieverConfig):
         self.config = config
 
@@ -51,6 +54,12 @@ class Retriever(abc.ABC):
     @abc.abstractmethod
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k rows and scores for each query row: two arrays of shape (q, k)."""
+
+    def search_rows(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Optional: ``search`` with the indexed vectors at ``rows`` (int64) as the queries, read from
+        the index itself; None (the default) when it keeps none to read, and the store then passes
+        the vectors to ``search``. Recall by id takes this path."""
+        return None
 
     @abc.abstractmethod
     def save(self, directory: Path) -> list[Path]:

@@ -289,8 +289,8 @@ def _as_matrix(values: Any, what: str, dim: int | None = None) -> np.ndarray:
 def _omp_threads(threads: int | None) -> Iterator[None]:
     """Run faiss with ``threads`` OpenMP threads, restoring the previous setting after.
 
-    faiss's thread count is process-wide, so concurrent callers with different
-    settings see each other's value while this is active.
+    OpenMP keeps the count per calling thread (a build in a background thread at 1 leaves the
+    threads that search at theirs).
     """
     if threads is None:
         yield
@@ -548,7 +548,7 @@ class FaissRetriever(Retriever, ShardedBuild):
         elif kind == "lsh" and np.may_share_memory(x, vectors):
             x = x.copy()  # lsh keeps x for re-ranking: never the caller's array
         started = time.perf_counter()
-        with _omp_threads(cfg.threads):
+        with _omp_threads(cfg.threads if cfg.threads is not None else self.build_threads):
             self._make(kind, x, auto)
             self.chosen_ = "auto" if auto else "config"
             measured = {} if kind == "flat" else self._measure(x, auto)  # may fall back to flat
@@ -890,6 +890,20 @@ class FaissRetriever(Retriever, ShardedBuild):
         q = _as_matrix(queries, "queries", dim=self.dim)
         if self.config.metric == "cosine":
             q = unit_rows(q)
+        return self._answer(q, k)
+
+    def search_rows(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """``search`` of the stored vectors at ``rows``, read back from the index: flat and hnsw keep
+        them as they were indexed (unit length for cosine), which are the very queries ``search``
+        would make of them, so the caller fetches, checks and normalises nothing (the hot path
+        of recall by id). None for ivf and lsh, which keep no vector to read back by row."""
+        index = self.index_
+        if index is None or self.kind_ not in ("flat", "hnsw"):
+            return None
+        return self._answer(index.reconstruct_batch(rows), int(k))
+
+    def _answer(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and scores for prepared queries, empty slots marked as ``search`` says."""
         if self.config.threads is None:
             rows, raw = self._search_rows(q, k)
         else:

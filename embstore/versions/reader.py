@@ -204,26 +204,30 @@ class VersionReader:
         version = self.resolve(ref)
         opened = self._open(version)
         loaded = opened.loaded
-        excluded_rows = set(loaded.rows(list(exclude))[0].tolist()) if exclude is not None else set()
+        excluded = set(loaded.rows(list(exclude))[0].tolist()) if exclude is not None else None
+        retriever = opened.retriever if opened.retriever is not None else self.index(version)
+        extra = len(excluded) if excluded else 0
         if ids is not None:
-            ids = list(ids)
+            ids = ids if type(ids) is list else list(ids)
             rows, missing = loaded.rows(ids)
             if missing:
                 raise UnknownIdsError(f"{len(missing)} query ids are not in {version.ref}: "
                                       + ", ".join(repr(m) for m in missing[:10]), missing)
-            queries = loaded.take(rows)
-            query_rows, labels = rows.tolist(), ids
+            want = min(k + extra + (1 if exclude_query else 0), len(loaded.ids))
+            found = retriever.search_rows(rows, want)  # the index's own copies of the queries, if it keeps them
+            found_rows, scores = found if found is not None else retriever.search(loaded.take(rows), want)
+            skips, labels = rows.tolist() if exclude_query else [None] * len(ids), ids
         else:
             queries = self._query_vectors(version, vectors)
-            query_rows = labels = [None] * len(queries)
-        want = min(k + len(excluded_rows) + (1 if exclude_query and ids is not None else 0), len(loaded.ids))
-        retriever = opened.retriever if opened.retriever is not None else self.index(version)
-        found_rows, scores = retriever.search(queries, want)
-        out = []
-        for label, qrow, frow, fscore in zip(labels, query_rows, found_rows.tolist(), scores.tolist()):
-            skip = qrow if exclude_query else None
-            kept = [i for i, r in enumerate(frow) if r >= 0 and r != skip and r not in excluded_rows][:k]
-            out.append(Neighbours(query=label, ids=loaded.ids[[frow[i] for i in kept]].tolist(),
+            found_rows, scores = retriever.search(queries, min(k + extra, len(loaded.ids)))
+            skips = labels = [None] * len(queries)
+        all_ids, out = loaded.ids, []
+        for label, skip, frow, fscore in zip(labels, skips, found_rows.tolist(), scores.tolist()):
+            if excluded:
+                kept = [i for i, r in enumerate(frow) if r >= 0 and r != skip and r not in excluded][:k]
+            else:
+                kept = [i for i, r in enumerate(frow) if r >= 0 and r != skip][:k]
+            out.append(Neighbours(query=label, ids=all_ids.take([frow[i] for i in kept]).tolist(),
                                   scores=[fscore[i] for i in kept]))
         return out
 
