@@ -11,9 +11,10 @@ concurrency level, bounded by ``--requests`` and ``--seconds``:
 
 1. through the Python API (``store.recall``) in this process, one thread per client;
 2. over HTTP against ``embstore serve`` in a child process on a free loopback port, once per
-   ``--serve`` setting (extra arguments of ``embstore serve``; default: none, its defaults), from
-   this process: one keep-alive connection per client in one event loop, each sending its next
-   request when the last answer is read (so the client's own threads add no GIL waits).
+   ``--serve`` setting (extra arguments of ``embstore serve``; default: none, its defaults): one
+   keep-alive connection per client, each sending its next request when the last answer is read,
+   driven by wrk when it is installed (``--client``: a load generator in C, so little of the CPU
+   the server shares with it goes to the client), else by this process in one event loop.
 
 Prints throughput and p50/p99 latency per level, and for ``--target-clients`` (8) the HTTP p99
 against the 5 ms target and the Python API at the same concurrency; writes all as JSON (``--out``).
@@ -223,7 +224,7 @@ async def _http_level(port: int, clients: int, requests: int, seconds: float, pa
 
 
 def http_api(port: int, levels: list[int], requests: int, seconds: float, k: int, rows: int,
-             expected: dict, token: str | None = None) -> dict:
+             expected: dict, token: str | None = None, client: str = "python") -> dict:
     import asyncio
 
     try:
@@ -247,9 +248,48 @@ def http_api(port: int, levels: list[int], requests: int, seconds: float, k: int
     run(_http_level(port, 4, 400, 10, paths, headers))  # warm-up: connections, caches
     out = {}
     for clients in levels:
-        out[clients] = run(_http_level(port, clients, requests, seconds, paths, headers))
-        print(f"http        clients={clients:>2}  {fmt(out[clients])}", flush=True)
+        if client == "wrk":
+            out[clients] = wrk_level(port, clients, min(seconds, 15.0), k, rows, token)
+        else:
+            out[clients] = run(_http_level(port, clients, requests, seconds, paths, headers))
+        print(f"http ({client:>6}) clients={clients:>2}  {fmt(out[clients])}", flush=True)
     return out
+
+
+WRK_SCRIPT = """
+math.randomseed(1)
+request = function()
+  return wrk.format("GET", "/api/sets/%s/similar?id=" .. math.random(0, %d) .. "&k=%d", %s)
+end
+"""
+
+
+def wrk_level(port: int, clients: int, seconds: float, k: int, rows: int, token: str | None) -> dict:
+    """The same closed loop driven by wrk (one thread, ``clients`` keep-alive connections, a random id
+    per request): a load generator in C, so the client's own CPU takes little of the 2 cores the
+    server shares with it. Latency percentiles are wrk's."""
+    import re
+
+    headers = "{Authorization = 'Bearer %s'}" % token if token else "nil"
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+        fh.write(WRK_SCRIPT % (REF, rows - 1, k, headers))
+    try:
+        run = subprocess.run(["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--latency", "-s", fh.name,
+                              f"http://127.0.0.1:{port}"], capture_output=True, text=True, check=True)
+    finally:
+        os.unlink(fh.name)
+    text = run.stdout
+
+    def ms(label: str) -> float:
+        value, unit = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M).groups()
+        return round(float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit], 2)
+
+    done = int(re.search(r"(\d+) requests in ([\d.]+)s", text).group(1))
+    elapsed = float(re.search(r"requests in ([\d.]+)s", text).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    errors = int(bad.group(1)) if bad else 0
+    return {"requests": done, "errors": errors, "seconds": elapsed, "throughput_rps": round(done / elapsed, 1),
+            "p50_ms": ms("50"), "p99_ms": ms("99"), "mean_ms": None, "client": "wrk"}
 
 
 def fmt(r: dict) -> str:
@@ -273,10 +313,14 @@ def main() -> None:
     ap.add_argument("--serve", action="append", default=None, metavar="ARGS",
                     help="extra `embstore serve` arguments, e.g. '--workers 2'; repeat to compare settings in one run")
     ap.add_argument("--token", action="store_true", help="serve with a token; clients send it")
+    ap.add_argument("--client", choices=["auto", "wrk", "python"], default="auto",
+                    help="HTTP load generator: wrk (C; apt-get install wrk), or this process's event loop; auto: wrk "
+                         "when installed")
     ap.add_argument("--target-clients", type=int, default=8)
     ap.add_argument("--out", type=Path, default=Path("artifacts/bench_serve.json"))
     args = ap.parse_args()
     levels = [int(c) for c in args.clients.split(",")]
+    client = args.client if args.client != "auto" else ("wrk" if shutil.which("wrk") else "python")
     settings = args.serve if args.serve is not None else [""]
 
     home = args.home or Path(tempfile.mkdtemp(prefix="bench-serve-"))
@@ -306,7 +350,7 @@ def main() -> None:
             took = round(time.perf_counter() - started, 1)
             print(f"embstore serve {setting or '(defaults)'} up on 127.0.0.1:{port} in {took}s (preloaded)", flush=True)
             result["http"][setting or "defaults"] = {"server_start_seconds": took, **http_api(
-                port, levels, args.requests, args.seconds, args.k, args.rows, expected, token)}
+                port, levels, args.requests, args.seconds, args.k, args.rows, expected, token, client)}
             proc.terminate()
             proc.wait(timeout=60)
             proc = None

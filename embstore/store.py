@@ -180,6 +180,10 @@ class EmbeddingStore:
         that resolved once (the HTTP server) reads exactly that version in every later call."""
         return self.reader.resolve(ref)
 
+    def ready(self, ref: str | Ref | VersionInfo) -> VersionInfo | None:
+        """The version a ref names now, if its vectors and index are loaded in this process; else None."""
+        return self.reader.ready(ref)
+
     def promote(self, ref: str | Ref, alias: str) -> VersionInfo:
         """Point ``alias`` at the version ``ref`` names; its Feast FeatureService follows."""
         return self.aliases.promote(ref, alias)

@@ -127,6 +127,25 @@ def test_similar_items_match_the_python_api(served):
     assert body["scores"] == sorted(body["scores"], reverse=True)
 
 
+def test_similar_answers_the_same_before_and_after_its_version_is_loaded(store, monkeypatch):
+    """A version not loaded yet is answered by the route (read from disk in the thread pool); once
+    loaded, by the fast path in the event loop: the same bytes either way, errors always the route's."""
+    from embstore.server.app import SimilarFastPath
+
+    store.publish("items", clustered_embeddings(seed=1, dim=DIM), promote="prod")
+    served_fast = []
+    answer = SimilarFastPath.answer
+    monkeypatch.setattr(SimilarFastPath, "answer", lambda self, *a: served_fast.append(answer(self, *a)) or served_fast[-1])
+    with TestClient(create_app(store)) as client:
+        first = client.get("/api/sets/items@prod/similar", params={"id": 3, "k": 5, "metadata": "false"})
+        again = client.get("/api/sets/items@prod/similar", params={"id": 3, "k": 5, "metadata": "false"})
+        missing = client.get("/api/sets/items@prod/similar", params={"id": 12345})
+    assert served_fast[0] is None and served_fast[1] is not None and served_fast[2] is None
+    assert first.status_code == again.status_code == 200 and first.content == again.content == served_fast[1]
+    assert first.headers["content-type"] == again.headers["content-type"] == "application/json"
+    assert missing.status_code == 404 and missing.json()["missing"] == [12345]
+
+
 def test_similar_excludes_ids_and_reads_string_ids(served):
     _, client, _ = served
     first = client.get("/api/sets/items/similar", params={"id": 3, "k": 3}).json()["ids"]

@@ -136,6 +136,15 @@ class VersionReader:
             self._resolved[key] = (marker, version)
         return version
 
+    def ready(self, ref: str | Ref | VersionInfo) -> VersionInfo | None:
+        """The version ``ref`` names now if this reader holds its vectors and index already (a read of
+        it then touches no disk), else None: what a server may answer without leaving its event loop."""
+        version = self.resolve(ref)
+        opened = self._opened.get(version.storage_path)
+        if opened is not None and opened.retriever is not None and opened.checksums == version.checksums:
+            return version
+        return None
+
     def load(self, ref: str | Ref | VersionInfo) -> files.LoadedVectors:
         """All ids and vectors of a version (memory-mapped), with an id -> row lookup."""
         return self._open(self.resolve(ref)).loaded
