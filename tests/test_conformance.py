@@ -434,8 +434,13 @@ def test_retriever_breaches_are_caught(exact):
             np.save(written[0], np.zeros_like(self.vectors_))
             return written
 
+    class RowsOfAnotherQuery(exact):
+        def search_rows(self, rows, k):
+            return super().search(self.vectors_[np.asarray(rows) + 1], k)
+
     expected = {
         WorstFirst: "search: best first (ip)",
+        RowsOfAnotherQuery: "search_rows: what search gives for the stored rows (ip)",
         SquaredL2: "search: scores follow the metric (l2)",
         NoPadding: "search: k larger than the index pads with -1",
         NoDimensionCheck: "search: dimension mismatch raises",

@@ -253,8 +253,25 @@ def check_save_load(s: RetrieverSubject, metric: str) -> None:
         raise Failed("after save and load, search returns different scores")
 
 
+@check("search_rows: what search gives for the stored rows ({metric})")
+def check_search_rows(s: RetrieverSubject, metric: str) -> None:
+    index, rows, scores = s.built(metric)
+    stored = np.arange(10, dtype=np.int64)  # queries[:10] are vectors[:10]
+    found = index.search_rows(stored, s.k)
+    if found is None:  # optional: the store then passes the vectors to search
+        return
+    got_rows, got_scores = (np.asarray(a) for a in found)
+    problem = _shape_problem(got_rows, got_scores, len(stored), s.k, s.vectors.shape[0])
+    if problem:
+        raise Failed(f"search_rows: {problem}")
+    if not np.array_equal(got_rows, rows[:10]) or not np.allclose(got_scores, scores[:10], rtol=1e-5, atol=1e-6):
+        i = int(np.flatnonzero((got_rows != rows[:10]).any(axis=1) | ~np.isclose(got_scores, scores[:10]).all(axis=1))[0])
+        raise Failed(f"search_rows for stored row {i} gave rows {got_rows[i].tolist()}, but search of that vector "
+                     f"gives {rows[i].tolist()}")
+
+
 PER_METRIC = (check_build, check_shapes, check_best_first, check_scores_match, check_top1, check_recall,
-              check_save_load)
+              check_search_rows, check_save_load)
 
 
 # --------------------------------------------------------------------------- edge cases
