@@ -255,8 +255,12 @@ class UnitRows:
         return unit_rows(self.x[rows.reshape(-1)]).reshape(*rows.shape, self.shape[1])
 
 
-def _add(index: Any, x: "np.ndarray | UnitRows") -> None:
+def _add(index: Any, x: "np.ndarray | UnitRows", threads: Callable[[], int | None] | None = None) -> None:
+    """Add ``x`` a block at a time; ``threads()`` (if given) is asked before each block, so a build's
+    thread count can change while it runs (the publisher lifts it once the version's writes are done)."""
     for start in range(0, len(x), ROW_BLOCK):
+        if threads is not None and (count := threads()) is not None:
+            _faiss().omp_set_num_threads(count)
         index.add(np.ascontiguousarray(x[start:start + ROW_BLOCK]))
 
 
@@ -503,6 +507,7 @@ class FaissRetriever(Retriever, ShardedBuild):
         self.rerank_: np.ndarray | None = None  # lsh: the vectors candidates are re-ranked with
         self.chosen_: str | None = None  # "auto" or "config": how kind_ was chosen
         self.ivfdata_: str | None = None  # ivf built in shards: its on-disk lists file, beside index.faiss
+        self.threads_before_: int | None = None  # OpenMP threads of the thread that builds, before it did
         self.shards_started_: float | None = None  # ivf built in shards: when train_for_shards began
         self.report_: dict[str, Any] = {}
         self.params_: dict[int, Any] = {}  # faiss search parameters by ef_search / nprobe
@@ -548,6 +553,7 @@ class FaissRetriever(Retriever, ShardedBuild):
         elif kind == "lsh" and np.may_share_memory(x, vectors):
             x = x.copy()  # lsh keeps x for re-ranking: never the caller's array
         started = time.perf_counter()
+        self.threads_before_ = _faiss().omp_get_max_threads()
         with _omp_threads(cfg.threads if cfg.threads is not None else self.build_threads):
             self._make(kind, x, auto)
             self.chosen_ = "auto" if auto else "config"
@@ -634,8 +640,16 @@ class FaissRetriever(Retriever, ShardedBuild):
         if kind == "hnsw":
             index.add(np.asarray(x[:]))
         elif kind != "lsh":
-            _add(index, x)
+            _add(index, x, self._build_threads_now)
         self.index_, self.kind_, self.params_ = index, kind, {}
+
+    def _build_threads_now(self) -> int | None:
+        """OpenMP threads for the next block a build adds: the config's, else ``build_threads`` (which
+        the publisher lowers while the version's writes run beside the build), else what the
+        building thread had (OMP_NUM_THREADS, or every core)."""
+        if self.config.threads is not None:
+            return self.config.threads
+        return self.build_threads or self.threads_before_
 
     def _parameters(self) -> dict[str, Any]:
         cfg = self.config

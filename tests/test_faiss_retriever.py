@@ -619,3 +619,30 @@ def test_cosine_builds_copy_no_whole_normalised_set(index):
                        @ (x / np.linalg.norm(x, axis=1, keepdims=True)).T, axis=1)[:, :5]
     if index == "flat":
         np.testing.assert_array_equal(r.search(x[:5], 5)[0][:, 0], exact[:, 0])
+
+
+def test_a_build_asks_its_thread_count_before_every_block_and_restores_it():
+    """The publisher lowers build_threads while the version's writes run beside the build and lifts it
+    after: an ivf build reads it before each block it adds, and leaves the thread's count as it was."""
+    import faiss
+
+    from embstore_plugins.faiss_retriever import ROW_BLOCK, FaissConfig, FaissRetriever
+
+    asked = []
+
+    class Watched(FaissRetriever):
+        @property
+        def build_threads(self):
+            asked.append(len(asked))
+            return 1 if len(asked) < 3 else None
+
+        @build_threads.setter
+        def build_threads(self, value):
+            pass
+
+    x = np.random.default_rng(0).normal(size=(3 * ROW_BLOCK, 4)).astype(np.float32)
+    before = faiss.omp_get_max_threads()
+    index = Watched(FaissConfig(index="ivf", nlist=8, metric="l2"))
+    index.build(x)
+    assert len(asked) >= 1 + 3  # the context's read, then one per block
+    assert faiss.omp_get_max_threads() == before and len(index) == len(x)

@@ -175,7 +175,8 @@ def built(retriever: Any, vectors: np.ndarray) -> Any:
 def build_threads() -> int:
     """Threads for an index built beside the offline and online writes: every core but one, which
     the writes keep (on 2 cores a 2-threaded build slowed the online rows by a third: 1M rows
-    published in 10.2 s, 9.4 s with the build on one thread; bench/bench_publish.py)."""
+    published in 10.2 s, 9.4 s with the build on one thread; bench/bench_publish.py). A build
+    that retriever adds in blocks (faiss ivf, flat) takes every core again once the writes are done."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, cores - 1)
 
@@ -270,7 +271,8 @@ class Publication:
             return
         vectors = self.emb.vectors.view()  # read-only: a build that writes into its input would change the rows
         vectors.flags.writeable = False    # the offline and online steps are writing at the same time
-        retriever.build_threads = build_threads()
+        retriever.build_threads = build_threads()  # lifted when the writes are done (step_online)
+        self.index_retriever = retriever
         self.index_build = Background("index", built, retriever, vectors)  # overlaps offline and online
 
     def step_offline(self) -> None:
@@ -301,6 +303,8 @@ class Publication:
             else:
                 self.request.writers.write_online(self.feature_view, self.emb, self.request.entity,
                                                   self.version.valid_from, progress=b.update)
+        if getattr(self, "index_build", None) is not None:
+            self.index_retriever.build_threads = None  # the writes are done: the build may use every core
         self.record("online", checksums=self.checksums)
 
     def step_index(self) -> None:
