@@ -63,14 +63,19 @@ def collected(frame: "DataFrame", column: str, vocab: np.ndarray | None = None) 
         arr = pa.array([], type=arr.type)
     offsets = np.asarray(arr.offsets, dtype=np.int64)
     offsets = offsets - offsets[0] if len(offsets) else np.zeros(1, dtype=np.int64)
-    values = arr.flatten().to_numpy(zero_copy_only=False)
+    values = arr.flatten()
     if vocab is not None:
-        return Sequences(vocab=vocab, codes=values.astype(np.int32), offsets=offsets)
-    if values.dtype.kind not in "iu":
-        values = values.astype(object)
-    distinct, codes = np.unique(values, return_inverse=True)
+        return Sequences(vocab=vocab, codes=values.to_numpy(zero_copy_only=False).astype(np.int32), offsets=offsets)
+    # Arrow's hash encoding, then its distinct values sorted: np.unique's answer without sorting every
+    # token or making a Python object of each text id
+    encoded = values.dictionary_encode()
+    distinct = encoded.dictionary.to_numpy(zero_copy_only=False)
     distinct = distinct.astype(np.int64) if distinct.dtype.kind in "iu" else distinct.astype(object)
-    return Sequences(vocab=distinct, codes=codes.astype(np.int32).reshape(-1), offsets=offsets)
+    order = np.argsort(distinct, kind="stable")
+    rank = np.empty(len(order), dtype=np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
+    codes = rank[encoded.indices.to_numpy(zero_copy_only=False)]
+    return Sequences(vocab=distinct[order], codes=codes, offsets=offsets)
 
 
 def check_word2vec(config: SkipGramConfig, producer: str) -> None:
