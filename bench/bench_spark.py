@@ -282,6 +282,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cora", type=Path, default=HERE.parents[1] / "shared" / "data" / "cora")
     p.add_argument("--interactions", type=int, default=20_000_000)
     p.add_argument("--producers", default="item2vec,deepwalk")
+    p.add_argument("--engines", default="local,local[1],local[2]",
+                   help="which runs: local, and Spark masters (local[1], local[2]), comma-separated")
     p.add_argument("--count", type=int, default=2_000_000, help="index: vectors published")
     p.add_argument("--dim", type=int, default=64, help="index: their dimension")
     p.add_argument("--shard-rows", type=int, default=500_000, help="index: the spark engine's shard_index_rows")
@@ -306,7 +308,8 @@ def main(argv: list[str] | None = None) -> None:
             data, config = str(args.cora / "edges.csv"), {}
         producers = ["deepwalk"] if args.job == "cora" else args.producers.split(",")
         for producer in producers:
-            for engine, master in ENGINES:
+            wanted = args.engines.split(",")
+            for engine, master in [(e, m) for e, m in ENGINES if (m or e) in wanted]:
                 result = run_child(args.job, engine, master, data, producer, config)
                 if "run_s" in result and args.job != "cora":
                     rows = args.interactions if args.job == "generated" else None

@@ -112,7 +112,8 @@ class SparkEngine(Engine):
     def fit(self, producer, inputs, config, progress: bool) -> Any:
         from embstore_plugins.spark import training
 
-        trainer = dict(trainer=self.config.trainer, driver_max_tokens=self.config.driver_max_tokens, progress=progress)
+        trainer = dict(trainer=self.config.trainer, driver_max_tokens=self.config.driver_max_tokens, progress=progress,
+                       scratch=str(self.home))
         if producer.name == "item2vec":
             return training.item2vec(inputs, config, self.config.partitions, **trainer)
         if producer.name in ("deepwalk", "node2vec"):

@@ -20,7 +20,9 @@ tokens, else with Word2Vec; the version's metrics say which (``trainer``, ``trai
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -49,15 +51,30 @@ def chosen_trainer(trainer: Trainer, tokens: int, driver_max_tokens: int) -> tup
     return "word2vec", f"auto: {tokens:,} tokens > driver_max_tokens {driver_max_tokens:,}"
 
 
-def collected(frame: "DataFrame", column: str, vocab: np.ndarray | None = None) -> "Sequences":
+def collected(frame: "DataFrame", column: str, vocab: np.ndarray | None = None,
+              scratch: str | os.PathLike | None = None) -> "Sequences":
     """An array column of a DataFrame as Sequences on the driver, in the frame's row order: its
     values coded against ``vocab`` when they are codes already (walks), else against their sorted
-    distinct values (ids, as the local engine's sequences hold them)."""
+    distinct values (ids, as the local engine's sequences hold them). The executors write the
+    column as parquet into ``scratch`` (a directory they and the driver share: the home) and the
+    driver reads it: no result passes through the JVM driver's memory or maxResultSize (collecting
+    20M tokens with toArrow failed in local[2] with the default 1 GB driver)."""
+    import shutil
+    import tempfile
+
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     from embstore.sequences import Sequences
 
-    arr = frame.select(column).toArrow().column(column)
+    tmp = tempfile.mkdtemp(prefix=".collect-", dir=scratch)
+    try:
+        frame.select(column).write.parquet(os.path.join(tmp, "part"))
+        parts = sorted(Path(tmp, "part").glob("part-*.parquet"))  # in partition order: the frame's row order
+        arr = pa.concat_tables([pq.read_table(p, columns=[column]) for p in parts]).column(column) if parts else \
+            pa.chunked_array([], type=pa.list_(pa.int64()))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
     if len(arr) == 0:
         arr = pa.array([], type=arr.type)
@@ -134,7 +151,7 @@ def typed(words: list[str], int_ids: bool) -> np.ndarray:
 
 
 def item2vec(inputs: "SparkInputs", config: Any, partitions: int, trainer: Trainer = "auto",
-             driver_max_tokens: int = 0, progress: bool | None = None) -> Embeddings:
+             driver_max_tokens: int = 0, progress: bool | None = None, scratch: str | None = None) -> Embeddings:
     """item2vec on Spark: the per-user sequences built by Spark (kept while their counts are taken
     in one pass and the model trains, so the input is read once), then the chosen trainer."""
     from pyspark.sql import functions as F
@@ -152,7 +169,7 @@ def item2vec(inputs: "SparkInputs", config: Any, partitions: int, trainer: Train
         how, why = chosen_trainer(trainer, interactions, driver_max_tokens)
         if how == "driver":  # the local engine's trainer on the same sequences
             t0 = time.perf_counter()
-            sequences = collected(seqs.orderBy("user", "session"), "items")  # the local engine's order
+            sequences = collected(seqs.orderBy("user", "session"), "items", scratch=scratch)  # the local engine's order
             emb = train_item2vec(sequences, config, progress)
             emb.metadata.update(trainer="driver", trainer_rule=why, sequences=int(counts["trainable"]),
                                 collect_seconds=round(time.perf_counter() - t0 - emb.metadata.get("train_seconds", 0), 3))
@@ -192,7 +209,7 @@ def walk_graph(inputs: "SparkInputs", config: Any):
 
 def random_walk_producer(inputs: "SparkInputs", config: Any, partitions: int, producer: str,
                          trainer: Trainer = "auto", driver_max_tokens: int = 0,
-                         progress: bool | None = None) -> Embeddings:
+                         progress: bool | None = None, scratch: str | None = None) -> Embeddings:
     """DeepWalk / node2vec on Spark: the graph broadcast to the executors, each task walking a range of
     walk indices (walk i depends only on the seed and i, so the walks equal the local engine's), then
     the chosen trainer on the walks."""
@@ -222,7 +239,8 @@ def random_walk_producer(inputs: "SparkInputs", config: Any, partitions: int, pr
 
     t1 = time.perf_counter()
     if how == "driver":  # walks made on the executors, trained here by the local engine's trainer
-        walks = collected(session.createDataFrame(ranges.mapPartitions(walk), "codes array<int>"), "codes", graph.ids)
+        walks = collected(session.createDataFrame(ranges.mapPartitions(walk), "codes array<int>"), "codes", graph.ids,
+                          scratch=scratch)
         t2 = time.perf_counter()
         codes, vectors, metrics = train_skipgram(walks, config, progress=progress)
         metrics.update(trainer="driver", walk_steps=walks.n_tokens, walk_seconds=round(t2 - t1, 3))
