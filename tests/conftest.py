@@ -116,3 +116,13 @@ def cli_env(home: Path) -> dict:
     env["EMBSTORE_HOME"] = str(home)
     env.pop("EMBSTORE_FAULT_AFTER", None)
     return env
+
+
+@pytest.fixture(scope="module")
+def spark_available():
+    try:
+        import pyspark  # noqa: F401
+    except ImportError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI requires the spark engine's tests: {exc}")
+        pytest.skip(f"pyspark is not installed (pip install 'embstore[spark]'): {exc}")

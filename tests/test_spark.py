@@ -28,16 +28,6 @@ COLUMNS = {"user_id": "userId", "item_id": "movieId"}
 
 
 @pytest.fixture(scope="module")
-def spark_available():
-    try:
-        import pyspark  # noqa: F401
-    except ImportError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI requires the spark engine's tests: {exc}")
-        pytest.skip(f"pyspark is not installed (pip install 'embstore[spark]'): {exc}")
-
-
-@pytest.fixture(scope="module")
 def dataset(tmp_path_factory, spark_available) -> Path:
     """MovieLens as a lake would hold it: hive-style partitions, several parquet files each."""
     root = tmp_path_factory.mktemp("lake") / "ratings"

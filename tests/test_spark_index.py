@@ -26,16 +26,6 @@ RETRIEVER = {"index": "auto", "auto_exact_max": 100_000}  # 20k x 16 is above it
 
 
 @pytest.fixture(scope="module")
-def spark_available():
-    try:
-        import pyspark  # noqa: F401
-    except ImportError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI requires the spark engine's tests: {exc}")
-        pytest.skip(f"pyspark is not installed (pip install 'embstore[spark]'): {exc}")
-
-
-@pytest.fixture(scope="module")
 def sharded(tmp_path_factory, team_available, spark_available):
     """A team store on spark local[2] that shards indexes from 10k rows, with one version of 20k rows
     published (big@1, prod): the tests below read it, and the fault test publishes after it."""
