@@ -4,7 +4,6 @@ rows from the executors in Redis)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys

@@ -3,7 +3,6 @@ the driver on a sample, filled by the executors shard by shard, merged on disk; 
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
