@@ -24,6 +24,7 @@ _EXPORTS = {
     "hookimpl": "embstore.hookspecs",
     "Ref": "embstore.refs",
     "VersionInfo": "embstore.refs",
+    "PinnedVersion": "embstore.versions.reader",
     "EmbstoreError": "embstore.errors",
     "ConfigError": "embstore.errors",
     "InputError": "embstore.errors",

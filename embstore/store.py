@@ -36,7 +36,7 @@ from embstore.versions.gates import Checks, Gatekeeper
 from embstore.versions.joins import Joiner
 from embstore.versions.producing import Engines, Producing, RunRequest
 from embstore.versions.publishing import Provenance, Publisher, PublishRequest
-from embstore.versions.reader import Neighbours, VersionReader, Vectors
+from embstore.versions.reader import Neighbours, PinnedVersion, VersionReader, Vectors
 
 __all__ = ["EmbeddingStore", "Neighbours", "Vectors"]
 
@@ -227,6 +227,12 @@ class EmbeddingStore:
                k: int = 10, exclude: Iterable[Any] | None = None, *, exclude_query: bool = True) -> list[Neighbours]:
         """Top-k neighbours for each query id (itself excluded) or each raw query vector."""
         return self.reader.recall(ref, ids, vectors, k, exclude, exclude_query=exclude_query)
+
+    def pin(self, ref: str | Ref) -> PinnedVersion:
+        """The version ``ref`` names now, held open for a service that reads it per request:
+        ``vectors`` and ``recall`` as here, without this facade's per-call change-counter read and
+        file check; ``pin.refresh()`` follows the ref (a new pin after an alias move)."""
+        return self.reader.pin(ref)
 
     def join(self, rows: pd.DataFrame, ref: str | Ref, *, column: str | None = None,
              timestamp_column: str = "event_timestamp", on: str | None = None, as_of: bool = False,

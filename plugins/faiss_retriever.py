@@ -264,6 +264,17 @@ def _add(index: Any, x: "np.ndarray | UnitRows", threads: Callable[[], int | Non
         index.add(np.ascontiguousarray(x[start:start + ROW_BLOCK]))
 
 
+def _held_vectors(index: Any) -> np.ndarray:
+    """The vectors a flat or hnsw index holds, as a numpy view of its own memory (valid while the
+    index lives and takes no more vectors): row i is what ``reconstruct(i)`` copies out."""
+    faiss = _faiss()
+    flat = faiss.downcast_index(index.storage) if isinstance(index, faiss.IndexHNSW) else index
+    n, d = int(flat.ntotal), int(flat.d)
+    if n == 0:
+        return np.empty((0, d), dtype=np.float32)
+    return faiss.rev_swig_ptr(flat.get_xb(), n * d).reshape(n, d)
+
+
 def _as_matrix(values: Any, what: str, dim: int | None = None) -> np.ndarray:
     """A C-contiguous float32 (n, d) array of finite values, or a ValueError saying what is wrong."""
     arr = np.asarray(values)
@@ -511,6 +522,7 @@ class FaissRetriever(Retriever, ShardedBuild):
         self.shards_started_: float | None = None  # ivf built in shards: when train_for_shards began
         self.report_: dict[str, Any] = {}
         self.params_: dict[int, Any] = {}  # faiss search parameters by ef_search / nprobe
+        self.stored_: tuple[Any, np.ndarray] | None = None  # flat, hnsw: (index, a view of the vectors it holds)
 
     # -- facts ---------------------------------------------------------------
 
@@ -914,7 +926,13 @@ class FaissRetriever(Retriever, ShardedBuild):
         index = self.index_
         if index is None or self.kind_ not in ("flat", "hnsw"):
             return None
-        return self._answer(index.reconstruct_batch(rows), int(k))
+        stored = self.stored_
+        if stored is None or stored[0] is not index:
+            stored = self.stored_ = (index, _held_vectors(index))
+        if len(rows) == 1:  # one query, the hot path of a service: a view of the held vector, no copy
+            row = int(rows[0])
+            return self._answer(stored[1][row:row + 1], int(k))
+        return self._answer(stored[1][rows], int(k))
 
     def _answer(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows and scores for prepared queries, empty slots marked as ``search`` says."""
@@ -923,15 +941,14 @@ class FaissRetriever(Retriever, ShardedBuild):
         else:
             with _omp_threads(self.config.threads):
                 rows, raw = self._search_rows(q, k)
-        empty = rows < 0
         if self.config.metric == "l2":
             scores = np.sqrt(np.maximum(raw, 0, out=raw), out=raw)
-            scores[empty] = np.inf
-        else:
-            scores = raw
-            if empty.any():
-                scores[empty] = -np.inf
-        return rows, scores
+            scores[rows < 0] = np.inf
+            return rows, scores
+        last = rows[:, -1]  # faiss leaves empty slots at the end of a row: none there, none at all
+        if last[0] < 0 if len(last) == 1 else (last < 0).any():
+            raw[rows < 0] = -np.inf
+        return rows, raw
 
     # -- persistence ---------------------------------------------------------
 

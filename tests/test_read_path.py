@@ -1,5 +1,6 @@
 """The read path: resolved refs kept until the registry's change counter moves, and never a move
-missed (also one made by another process, on both backends); the batched id lookup of
+missed (also one made by another process, on both backends); pins, which read one version and
+follow the ref only when refreshed, never missing a move then; the batched id lookup of
 LoadedVectors.rows, with exactly the semantics of the loop it replaced."""
 
 from __future__ import annotations
@@ -167,6 +168,102 @@ def test_a_move_by_another_process_is_seen_by_the_very_next_call(backend_store, 
         mover.stdin.flush()
         mover.wait(timeout=60)
     assert mover.returncode == 0, mover.stderr.read()
+
+
+def test_a_pin_reads_its_version_and_its_refresh_sees_every_move_by_another_process(backend_store, tmp_path,
+                                                                                   monkeypatch):
+    """A pin answers from the version it holds whatever the alias does since; ``refresh()`` right
+    after another process's committed move gives a pin of the new version, and while nothing
+    moved it is the same pin, for one change-counter read and no registry query."""
+    home, store = backend_store
+    for value in (1.0, 2.0, 3.0):
+        store.publish("items", constant(value), promote="prod")
+    pin = store.pin("items@prod")
+    assert pin.version.number == 3 and pin.vectors([0]).matrix[0, 0] == 3.0
+    calls = _count_resolves(store, monkeypatch)
+    for _ in range(20):
+        assert pin.refresh() is pin
+        assert pin.vectors([0]).matrix[0, 0] == 3.0
+    assert calls == []
+    script = tmp_path / "mover.py"
+    script.write_text(MOVER)
+    env = dict(os.environ)
+    env.pop("EMBSTORE_FAULT_AFTER", None)
+    mover = subprocess.Popen([sys.executable, str(script), str(home)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert mover.stdout.readline().strip() == "ready", mover.stderr.read()
+        for i, command in enumerate(["promote items@1", "promote items@2", "promote items@2", "rollback",
+                                     "promote items@3", "rollback"]):
+            held = pin.version.number
+            mover.stdin.write(command + "\n")
+            mover.stdin.flush()
+            answer = mover.stdout.readline().split()
+            assert answer[:1] == ["moved"], (command, answer)
+            number = int(answer[1])
+            assert pin.vectors([0]).matrix[0, 0] == float(held)  # a pin never moves by itself
+            fresh = pin.refresh()
+            assert fresh.version.number == number, (i, command)
+            assert fresh.vectors([0, 5]).matrix[0, 0] == float(number)
+            assert (fresh is pin) == (number == held)
+            assert pin.vectors([0]).matrix[0, 0] == float(held)  # the old pin still reads its version
+            pin = fresh
+    finally:
+        mover.stdin.write("quit\n")
+        mover.stdin.flush()
+        mover.wait(timeout=60)
+    assert mover.returncode == 0, mover.stderr.read()
+
+
+def test_a_pin_answers_as_the_store_does(tmp_path):
+    from embstore.errors import ConfigError, UnknownIdsError
+
+    store = EmbeddingStore.init(tmp_path / "home", progress=False)
+    rng = np.random.default_rng(1)
+    emb = Embeddings(ids=np.arange(200, dtype=np.int64) * 7, vectors=rng.normal(size=(200, 8)).astype(np.float32))
+    for index in ("flat", "hnsw", "ivf"):
+        store.publish(f"items_{index}", emb, promote="prod", retriever_config={"index": index})
+        ref = f"items_{index}@prod"
+        pin = store.pin(ref)
+        ids = [7, 14, 700, "21"]
+        assert pin.recall(ids=ids, k=5) == store.recall(ref, ids=ids, k=5)
+        assert pin.recall(ids=ids, k=5, exclude=[28, 35]) == store.recall(ref, ids=ids, k=5, exclude=[28, 35])
+        assert pin.recall(ids=[7], k=5, exclude_query=False)[0].ids[0] == 7
+        assert pin.recall(ids=[7], k=500)[0].ids == store.recall(ref, ids=[7], k=500)[0].ids
+        assert len(pin.recall(ids=[7], k=500)[0].ids) == 199
+        queries = rng.normal(size=(3, 8)).astype(np.float32)
+        assert pin.recall(vectors=queries, k=4) == store.recall(ref, vectors=queries, k=4)
+        got = pin.vectors([14, 3, 7], allow_missing=True)
+        assert got.ids == [14, 7] and got.missing == [3]
+        assert np.array_equal(got.matrix, emb.vectors[[2, 1]])
+        with pytest.raises(UnknownIdsError, match="1 query ids are not in items_.*@1: 3"):
+            pin.recall(ids=[3], k=2)
+        with pytest.raises(ConfigError, match="exactly one of"):
+            pin.recall(k=2)
+        with pytest.raises(ConfigError, match="k must be a positive integer"):
+            pin.recall(ids=[7], k=0)
+        with pytest.raises(ConfigError, match="dimension 3"):
+            pin.recall(vectors=np.zeros(3), k=2)
+    pinned_version = store.pin(store.resolve("items_flat@1"))
+    store.publish("items_flat", emb, promote="prod")
+    assert pinned_version.refresh() is pinned_version  # a pin of a resolved version stays on it
+    store.close()
+
+
+def test_a_refresh_catches_files_replaced_under_a_pin(tmp_path):
+    from embstore.errors import IntegrityError
+
+    store = EmbeddingStore.init(tmp_path / "home", progress=False)
+    v = store.publish("items", constant(1.0), promote="prod")
+    pin = store.pin("items@prod")
+    path = Path(v.storage_path) / "vectors.npy"
+    replacement = tmp_path / "other.npy"
+    np.save(replacement, np.full((N_IDS, DIM), 9.0, dtype=np.float32))
+    os.replace(replacement, path)
+    assert pin.vectors([0]).matrix[0, 0] == 1.0  # what was checked when pinned
+    with pytest.raises(IntegrityError, match="vectors.npy does not match"):
+        pin.refresh()
+    store.close()
 
 
 def test_damage_after_a_cached_read_is_still_caught(tmp_path):

@@ -234,6 +234,11 @@ class LoadedVectors:
         if not isinstance(ids, (list, tuple, np.ndarray)):
             ids = list(ids)
         if len(ids) <= SMALL_LOOKUP:
+            if len(ids) == 1 and type(ids[0]) is int and "index" in self.__dict__:  # a service's one id
+                try:
+                    return np.array([self.index.get_loc(ids[0])], dtype=np.int64), []
+                except (KeyError, OverflowError):
+                    pass  # unknown, out of int64, or an int in a set of text ids: the general lookup says which
             return self._rows_one_by_one(ids)
         int_set = self.ids.dtype.kind in "iu"
         keys, valid = _int_keys(ids) if int_set else (_str_keys(ids), None)

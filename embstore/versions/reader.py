@@ -192,64 +192,28 @@ class VersionReader:
         rcfg = parse_config(rcls.Config, version.retriever_config, f"retriever {version.retriever!r}")
         return rcls.load(directory / files.INDEX_DIR, rcfg)
 
+    def pin(self, ref: str | Ref | VersionInfo) -> "PinnedVersion":
+        """The version ``ref`` names now, held open with its vectors and index loaded (checked as
+        any load is): what a service reads through when it must not pay a registry read and a file
+        check on every call. It keeps reading that version; ``refresh()`` follows the ref."""
+        version = self.resolve(ref)
+        opened = self._open(version)
+        retriever = opened.retriever if opened.retriever is not None else self.index(version)
+        return PinnedVersion(self, ref, version, opened.loaded, retriever)
+
     def vectors(self, ref: str | Ref | VersionInfo, ids: Iterable[Any], *, allow_missing: bool = False) -> Vectors:
         """Vectors for ``ids``; unknown ids raise UnknownIdsError unless ``allow_missing``."""
         version = self.resolve(ref)
-        loaded = self._open(version).loaded
-        if not isinstance(ids, (list, tuple, np.ndarray)):
-            ids = list(ids)
-        rows, missing = loaded.rows(ids)
-        if missing and not allow_missing:
-            raise unknown_ids(missing, len(ids), version.ref)
-        return Vectors(ids=loaded.ids[rows].tolist(), matrix=loaded.take(rows), missing=missing)
+        return _vectors(version, self._open(version).loaded, ids, allow_missing)
 
     def recall(self, ref: str | Ref | VersionInfo, ids: Sequence[Any] | None = None, vectors: np.ndarray | None = None,
                k: int = 10, exclude: Iterable[Any] | None = None, *, exclude_query: bool = True) -> list[Neighbours]:
         """Top-k neighbours for each query id (itself excluded) or each raw query vector."""
-        if (ids is None) == (vectors is None):
-            raise ConfigError("recall needs exactly one of ids=[...] or vectors=...")
-        if not isinstance(k, (int, np.integer)) or k < 1:
-            raise ConfigError(f"k must be a positive integer, got {k!r}")
+        _check_recall(ids, vectors, k)
         version = self.resolve(ref)
         opened = self._open(version)
-        loaded = opened.loaded
-        excluded = set(loaded.rows(list(exclude))[0].tolist()) if exclude is not None else None
         retriever = opened.retriever if opened.retriever is not None else self.index(version)
-        extra = len(excluded) if excluded else 0
-        if ids is not None:
-            ids = ids if type(ids) is list else list(ids)
-            rows, missing = loaded.rows(ids)
-            if missing:
-                raise UnknownIdsError(f"{len(missing)} query ids are not in {version.ref}: "
-                                      + ", ".join(repr(m) for m in missing[:10]), missing)
-            want = min(k + extra + (1 if exclude_query else 0), len(loaded.ids))
-            found = retriever.search_rows(rows, want)  # the index's own copies of the queries, if it keeps them
-            found_rows, scores = found if found is not None else retriever.search(loaded.take(rows), want)
-            skips, labels = rows.tolist() if exclude_query else [None] * len(ids), ids
-        else:
-            queries = self._query_vectors(version, vectors)
-            found_rows, scores = retriever.search(queries, min(k + extra, len(loaded.ids)))
-            skips = labels = [None] * len(queries)
-        all_ids, out = loaded.ids, []
-        for label, skip, frow, fscore in zip(labels, skips, found_rows.tolist(), scores.tolist()):
-            if excluded:
-                kept = [i for i, r in enumerate(frow) if r >= 0 and r != skip and r not in excluded][:k]
-            else:
-                kept = [i for i, r in enumerate(frow) if r >= 0 and r != skip][:k]
-            out.append(Neighbours(query=label, ids=all_ids.take([frow[i] for i in kept]).tolist(),
-                                  scores=[fscore[i] for i in kept]))
-        return out
-
-    @staticmethod
-    def _query_vectors(version: VersionInfo, vectors: Any) -> np.ndarray:
-        queries = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
-        if queries.ndim != 2 or queries.shape[1] != version.dim:
-            raise ConfigError(
-                f"query vectors have dimension {queries.shape[-1]}, {version.ref} has dimension {version.dim}"
-            )
-        if not np.isfinite(queries).all():
-            raise ConfigError("query vectors contain NaN or inf")
-        return queries
+        return _recall(version, opened.loaded, retriever, ids, vectors, k, exclude, exclude_query)
 
     def export(self, ref: str | Ref | VersionInfo, out: str | os.PathLike) -> Path:
         """Write the version's ids and vectors to ``out``, in the format its name ends with:
@@ -276,3 +240,106 @@ class VersionReader:
             pq.write_table(pa.table({"id": ids, "vector": pa.ListArray.from_arrays(offsets, flat)}), tmp)
         os.replace(tmp, out)
         return out
+
+
+class PinnedVersion:
+    """One published version held open for a service: its loaded vectors and index, checked once
+    when pinned, answer every call with no change-counter read and no file check (a recall by id
+    then costs the index search and little more: bench/bench_read.py). It never moves by itself:
+    ``refresh()`` is where its holder sees an alias move, at the cost of one unpinned call."""
+
+    __slots__ = ("ref", "version", "loaded", "retriever", "_reader")
+
+    def __init__(self, reader: VersionReader, ref: str | Ref | VersionInfo, version: VersionInfo,
+                 loaded: files.LoadedVectors, retriever: "Retriever"):
+        self.ref, self.version, self.loaded, self.retriever = ref, version, loaded, retriever
+        self._reader = reader
+
+    def __repr__(self) -> str:
+        return f"PinnedVersion({self.version.ref}, pinned as {str(self.ref)!r})"
+
+    def refresh(self) -> "PinnedVersion":
+        """The pin of what the ref names now: this one while the ref names the same version and its
+        files are unchanged, a new one (loaded and checked) after an alias move, from any process,
+        that committed before this call."""
+        version = self._reader.resolve(self.ref)
+        opened = self._reader._open(version)
+        if opened.loaded is self.loaded and version.checksums == self.version.checksums:
+            return self
+        return self._reader.pin(version if isinstance(self.ref, VersionInfo) else self.ref)
+
+    def vectors(self, ids: Iterable[Any], *, allow_missing: bool = False) -> Vectors:
+        """Vectors for ``ids`` from the pinned version (as ``EmbeddingStore.vectors``)."""
+        return _vectors(self.version, self.loaded, ids, allow_missing)
+
+    def recall(self, ids: Sequence[Any] | None = None, vectors: np.ndarray | None = None, k: int = 10,
+               exclude: Iterable[Any] | None = None, *, exclude_query: bool = True) -> list[Neighbours]:
+        """Top-k neighbours in the pinned version (as ``EmbeddingStore.recall``)."""
+        _check_recall(ids, vectors, k)
+        return _recall(self.version, self.loaded, self.retriever, ids, vectors, k, exclude, exclude_query)
+
+
+def _vectors(version: VersionInfo, loaded: files.LoadedVectors, ids: Iterable[Any], allow_missing: bool) -> Vectors:
+    if not isinstance(ids, (list, tuple, np.ndarray)):
+        ids = list(ids)
+    rows, missing = loaded.rows(ids)
+    if missing and not allow_missing:
+        raise unknown_ids(missing, len(ids), version.ref)
+    return Vectors(ids=loaded.ids[rows].tolist(), matrix=loaded.take(rows), missing=missing)
+
+
+def _check_recall(ids: Any, vectors: Any, k: Any) -> None:
+    if (ids is None) == (vectors is None):
+        raise ConfigError("recall needs exactly one of ids=[...] or vectors=...")
+    if not isinstance(k, (int, np.integer)) or k < 1:
+        raise ConfigError(f"k must be a positive integer, got {k!r}")
+
+
+def _recall(version: VersionInfo, loaded: files.LoadedVectors, retriever: "Retriever", ids: Sequence[Any] | None,
+            vectors: Any, k: int, exclude: Iterable[Any] | None, exclude_query: bool) -> list[Neighbours]:
+    """The top-k neighbours of query ids (themselves skipped if ``exclude_query``) or raw vectors."""
+    excluded = set(loaded.rows(list(exclude))[0].tolist()) if exclude is not None else None
+    all_ids = loaded.ids
+    if ids is not None:
+        ids = ids if type(ids) is list else list(ids)
+        rows, missing = loaded.rows(ids)
+        if missing:
+            raise UnknownIdsError(f"{len(missing)} query ids are not in {version.ref}: "
+                                  + ", ".join(repr(m) for m in missing[:10]), missing)
+        want = k + (len(excluded) if excluded else 0) + (1 if exclude_query else 0)
+        if want > len(all_ids):
+            want = len(all_ids)
+        found = retriever.search_rows(rows, want)  # the index's own copies of the queries, if it keeps them
+        found_rows, scores = found if found is not None else retriever.search(loaded.take(rows), want)
+        skips, labels = rows.tolist() if exclude_query else [None] * len(ids), ids
+    else:
+        queries = _query_vectors(version, vectors)
+        found_rows, scores = retriever.search(queries, min(k + (len(excluded) if excluded else 0), len(all_ids)))
+        skips = labels = [None] * len(queries)
+    out = []
+    for label, skip, frow, fscore in zip(labels, skips, found_rows.tolist(), scores.tolist()):
+        if excluded:
+            kept = [i for i, r in enumerate(frow) if r >= 0 and r != skip and r not in excluded][:k]
+            frow, fscore = [frow[i] for i in kept], [fscore[i] for i in kept]
+        else:  # the common case, kept short: it runs right after a search has emptied the caches
+            if skip is not None and skip in frow:
+                at = frow.index(skip)
+                del frow[at], fscore[at]
+            if frow and frow[-1] < 0:  # empty slots come last
+                kept = frow.index(-1)
+                frow, fscore = frow[:kept], fscore[:kept]
+            if len(frow) > k:
+                frow, fscore = frow[:k], fscore[:k]
+        out.append(Neighbours(query=label, ids=all_ids.take(frow).tolist(), scores=fscore))
+    return out
+
+
+def _query_vectors(version: VersionInfo, vectors: Any) -> np.ndarray:
+    queries = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+    if queries.ndim != 2 or queries.shape[1] != version.dim:
+        raise ConfigError(
+            f"query vectors have dimension {queries.shape[-1]}, {version.ref} has dimension {version.dim}"
+        )
+    if not np.isfinite(queries).all():
+        raise ConfigError("query vectors contain NaN or inf")
+    return queries
