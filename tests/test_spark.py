@@ -214,3 +214,25 @@ def test_auto_epochs_on_spark_stay_at_what_hierarchical_softmax_was_measured_wit
     assert spark_epochs(auto, 20_000_000)[0].epochs == 5
     given = parse_config(Item2VecConfig, {"epochs": 40}, "x")
     assert spark_epochs(given, 61_716) == (given, "given")
+
+
+def test_a_killed_drivers_collection_directory_is_removed_by_the_next_run_on_its_host(tmp_path):
+    """The driver trainer collects into ``.collect-<host>-<pid>-*`` in the home; a driver killed
+    mid-collection leaves it, and the next collection on that host removes it (only if its
+    process is gone: a running driver's, another host's and anything else stay)."""
+    import os
+    import socket
+
+    from embstore_plugins.spark.training import remove_abandoned_collections
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    host = socket.gethostname()
+    dead = tmp_path / f".collect-{host}-{gone.pid}-abc_12"
+    running = tmp_path / f".collect-{host}-{os.getpid()}-xyz"
+    elsewhere = tmp_path / f".collect-other-host-{gone.pid}-q1"
+    unrelated = tmp_path / "sets"
+    for path in (dead, running, elsewhere, unrelated):
+        (path / "part").mkdir(parents=True)
+    assert remove_abandoned_collections(tmp_path) == [dead]
+    assert not dead.exists() and running.exists() and elsewhere.exists() and unrelated.exists()

@@ -99,7 +99,8 @@ def serve(state: State, host: str, port: int, token: str | None, metadata, max_k
     from embstore.store import EmbeddingStore
 
     store = EmbeddingStore(state.home, progress=False)
-    app = create_app(store, tables, max_k=max_k, warm_interval=watch, preload=preload, token=token, threads=threads)
+    app = create_app(store, tables, max_k=max_k, warm_interval=watch, preload=preload, token=token, threads=threads,
+                     freeze=True)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)
     server = uvicorn.Server(config)
     try:

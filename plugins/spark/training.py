@@ -21,6 +21,7 @@ tokens, else with Word2Vec; the version's metrics say which (``trainer``, ``trai
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -67,7 +68,9 @@ def collected(frame: "DataFrame", column: str, vocab: np.ndarray | None = None,
 
     from embstore.sequences import Sequences
 
-    tmp = tempfile.mkdtemp(prefix=".collect-", dir=scratch)
+    if scratch is not None:
+        remove_abandoned_collections(scratch)
+    tmp = tempfile.mkdtemp(prefix=f"{COLLECT_PREFIX}{socket.gethostname()}-{os.getpid()}-", dir=scratch)
     try:
         frame.select(column).write.parquet(os.path.join(tmp, "part"))
         parts = sorted(Path(tmp, "part").glob("part-*.parquet"))  # in partition order: the frame's row order
@@ -93,6 +96,34 @@ def collected(frame: "DataFrame", column: str, vocab: np.ndarray | None = None,
     rank[order] = np.arange(len(order), dtype=np.int32)
     codes = rank[encoded.indices.to_numpy(zero_copy_only=False)]
     return Sequences(vocab=distinct[order], codes=codes, offsets=offsets)
+
+
+COLLECT_PREFIX = ".collect-"  # + host-pid-: the driver that collects into it
+
+
+def remove_abandoned_collections(scratch: str | os.PathLike) -> list[Path]:
+    """Remove the collection directories that drivers on this host left when they were killed
+    (their process is gone); another host's are left to that host's next run."""
+    import shutil
+
+    host, removed = socket.gethostname(), []
+    for path in Path(scratch).glob(f"{COLLECT_PREFIX}*"):
+        owner = path.name[len(COLLECT_PREFIX):].rsplit("-", 2)
+        if len(owner) != 3 or owner[0] != host or not owner[1].isdigit() or _alive(int(owner[1])):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def check_word2vec(config: SkipGramConfig, producer: str) -> None:
