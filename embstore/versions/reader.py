@@ -6,7 +6,9 @@ per file state (embstore.backends.files); loaded indexes are kept per version.
 Resolved refs are kept until the registry's change counter moves (``Registry.change_marker``:
 one primary-key read on a connection of its own, bumped in the same transaction as every
 publish, alias move, rollback and version update), so a call costs no registry query while
-nothing changed, and the first call after a change, from any process, sees it.
+nothing changed, and the first call after a change, from any process, sees it. A service that
+reads one version per request pins it instead (``VersionReader.pin``): a PinnedVersion skips the
+counter read and the file check, and follows its ref only when ``refresh()`` is called.
 """
 
 from __future__ import annotations
