@@ -14,13 +14,15 @@ round by round in a shuffled order so a busy machine slows floor and store alike
    memory (a fresh batch misses the CPU caches: so does the floor); and for one id;
 2. Feast's ``get_online_features`` for the same batch, through the alias's FeatureService (the peer:
    what a ranking service reading Feast pays);
-3. ``store.recall(ref, ids=[id], k)`` against the raw FAISS index the version loaded: its own
-   ``search`` of the prepared (unit, for cosine) query with the same k + 1 and ``efSearch``;
+3. ``store.recall(ref, ids=[id], k)`` and the same recall through a pin (``store.pin(ref)``, what a
+   service holds: no change-counter read or file check per call) against the raw FAISS index the
+   version loaded: its own ``search`` of the prepared (unit, for cosine) query with the same k + 1
+   and ``efSearch``;
 4. the first call after a change: the alias is promoted again (the registry's change counter moves)
    and the next ``vectors()`` call must see it.
 
-Prints medians and ratios (target: vectors within 2x of the floor, recall within 1.2x of the raw
-index) and writes them as JSON (``--out``). FAISS runs one OpenMP thread, as ``embstore serve`` does.
+Prints medians and ratios (target: vectors within 2x of the floor, a pinned recall within 1.2x of
+the raw index) and writes them as JSON (``--out``). FAISS runs one OpenMP thread, as ``embstore serve`` does.
 """
 
 from __future__ import annotations
