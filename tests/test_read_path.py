@@ -9,7 +9,9 @@ import os
 import subprocess
 import sys
 import textwrap
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -137,6 +139,34 @@ MOVER = textwrap.dedent(
 )
 
 
+@contextmanager
+def mover(home: Path, tmp_path: Path) -> Iterator[Callable[[str], int]]:
+    """Another process that moves ``items@prod`` on command; ``move(command)`` returns the version
+    prod names once that process has committed the move."""
+    script = tmp_path / "mover.py"
+    script.write_text(MOVER)
+    env = dict(os.environ)
+    env.pop("EMBSTORE_FAULT_AFTER", None)
+    proc = subprocess.Popen([sys.executable, str(script), str(home)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+    def move(command: str) -> int:
+        proc.stdin.write(command + "\n")
+        proc.stdin.flush()
+        answer = proc.stdout.readline().split()
+        assert answer[:1] == ["moved"], (command, answer, proc.stderr.read() if proc.poll() is not None else "")
+        return int(answer[1])
+
+    try:
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        yield move
+    finally:
+        proc.stdin.write("quit\n")
+        proc.stdin.flush()
+        proc.wait(timeout=60)
+    assert proc.returncode == 0, proc.stderr.read()
+
+
 def test_a_move_by_another_process_is_seen_by_the_very_next_call(backend_store, tmp_path):
     """Another process moves prod and says so only after its commit; every read right after must
     see the new version (no time-based cache, no notification that could arrive late)."""
@@ -144,30 +174,14 @@ def test_a_move_by_another_process_is_seen_by_the_very_next_call(backend_store, 
     for value in (1.0, 2.0, 3.0):
         store.publish("items", constant(value), promote="prod")
     assert store.vectors("items@prod", [0]).matrix[0, 0] == 3.0  # cached from here on
-    script = tmp_path / "mover.py"
-    script.write_text(MOVER)
-    env = dict(os.environ)
-    env.pop("EMBSTORE_FAULT_AFTER", None)
-    mover = subprocess.Popen([sys.executable, str(script), str(home)], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        assert mover.stdout.readline().strip() == "ready", mover.stderr.read()
+    with mover(home, tmp_path) as move:
         rng = np.random.default_rng(0)
         for i in range(40):
             command = "rollback" if i % 5 == 4 else f"promote items@{int(rng.integers(1, 4))}"
-            mover.stdin.write(command + "\n")
-            mover.stdin.flush()
-            answer = mover.stdout.readline().split()
-            assert answer[:1] == ["moved"], (command, answer, mover.stderr.read() if mover.poll() is not None else "")
-            number = int(answer[1])
+            number = move(command)
             assert store.vectors("items@prod", [0, 5]).matrix[0, 0] == float(number), (i, command)
             assert store.recall("items@prod", ids=[3], k=2)[0].ids
             assert store.resolve("items@prod").number == number
-    finally:
-        mover.stdin.write("quit\n")
-        mover.stdin.flush()
-        mover.wait(timeout=60)
-    assert mover.returncode == 0, mover.stderr.read()
 
 
 def test_a_pin_reads_its_version_and_its_refresh_sees_every_move_by_another_process(backend_store, tmp_path,
@@ -185,22 +199,11 @@ def test_a_pin_reads_its_version_and_its_refresh_sees_every_move_by_another_proc
         assert pin.refresh() is pin
         assert pin.vectors([0]).matrix[0, 0] == 3.0
     assert calls == []
-    script = tmp_path / "mover.py"
-    script.write_text(MOVER)
-    env = dict(os.environ)
-    env.pop("EMBSTORE_FAULT_AFTER", None)
-    mover = subprocess.Popen([sys.executable, str(script), str(home)], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        assert mover.stdout.readline().strip() == "ready", mover.stderr.read()
+    with mover(home, tmp_path) as move:
         for i, command in enumerate(["promote items@1", "promote items@2", "promote items@2", "rollback",
                                      "promote items@3", "rollback"]):
             held = pin.version.number
-            mover.stdin.write(command + "\n")
-            mover.stdin.flush()
-            answer = mover.stdout.readline().split()
-            assert answer[:1] == ["moved"], (command, answer)
-            number = int(answer[1])
+            number = move(command)
             assert pin.vectors([0]).matrix[0, 0] == float(held)  # a pin never moves by itself
             fresh = pin.refresh()
             assert fresh.version.number == number, (i, command)
@@ -208,11 +211,6 @@ def test_a_pin_reads_its_version_and_its_refresh_sees_every_move_by_another_proc
             assert (fresh is pin) == (number == held)
             assert pin.vectors([0]).matrix[0, 0] == float(held)  # the old pin still reads its version
             pin = fresh
-    finally:
-        mover.stdin.write("quit\n")
-        mover.stdin.flush()
-        mover.wait(timeout=60)
-    assert mover.returncode == 0, mover.stderr.read()
 
 
 def test_a_pin_answers_as_the_store_does(tmp_path):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -40,10 +39,8 @@ from embstore.backends.schema import (
     upgrade,
 )
 from embstore.errors import BackendUnavailableError, ConfigError, EmbstoreError, NotFoundError, first_line
+from embstore.processes import HOST, pid_alive
 from embstore.refs import Ref, VersionInfo, check_alias_name, check_set_name
-
-HOST = socket.gethostname()
-
 
 def quick_head() -> str | None:
     """The head revision, read from the migration files by pattern instead of by Alembic (which
@@ -80,17 +77,6 @@ def _info(v: Version, aliases: tuple[str, ...] = ()) -> VersionInfo:
         created_at=_aware(v.created_at), published_at=_aware(v.published_at), aliases=aliases,
         aligned_to=v.aligned_to, valid_from=_aware(v.valid_from),
     )
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process of this host with that pid still runs (publishers are reaped when not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class ChangeMarker:

@@ -46,7 +46,7 @@ import pyarrow.parquet as pq
 from embstore.backends import files
 from embstore.backends.feature_repo import feature_service_name, feature_view_name
 from embstore.backends.models import STATUSES
-from embstore.backends.registry import HOST, pid_alive
+from embstore.processes import HOST, pid_alive
 from embstore.errors import EmbstoreError, first_line
 from embstore.ids import plain_list
 

@@ -301,6 +301,7 @@ def _recall(version: VersionInfo, loaded: files.LoadedVectors, retriever: "Retri
             vectors: Any, k: int, exclude: Iterable[Any] | None, exclude_query: bool) -> list[Neighbours]:
     """The top-k neighbours of query ids (themselves skipped if ``exclude_query``) or raw vectors."""
     excluded = set(loaded.rows(list(exclude))[0].tolist()) if exclude is not None else None
+    extra = len(excluded) if excluded else 0
     all_ids = loaded.ids
     if ids is not None:
         ids = ids if type(ids) is list else list(ids)
@@ -308,15 +309,13 @@ def _recall(version: VersionInfo, loaded: files.LoadedVectors, retriever: "Retri
         if missing:
             raise UnknownIdsError(f"{len(missing)} query ids are not in {version.ref}: "
                                   + ", ".join(repr(m) for m in missing[:10]), missing)
-        want = k + (len(excluded) if excluded else 0) + (1 if exclude_query else 0)
-        if want > len(all_ids):
-            want = len(all_ids)
+        want = min(k + extra + (1 if exclude_query else 0), len(all_ids))
         found = retriever.search_rows(rows, want)  # the index's own copies of the queries, if it keeps them
         found_rows, scores = found if found is not None else retriever.search(loaded.take(rows), want)
         skips, labels = rows.tolist() if exclude_query else [None] * len(ids), ids
     else:
         queries = _query_vectors(version, vectors)
-        found_rows, scores = retriever.search(queries, min(k + (len(excluded) if excluded else 0), len(all_ids)))
+        found_rows, scores = retriever.search(queries, min(k + extra, len(all_ids)))
         skips = labels = [None] * len(queries)
     out = []
     for label, skip, frow, fscore in zip(labels, skips, found_rows.tolist(), scores.tolist()):

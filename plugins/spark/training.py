@@ -21,7 +21,6 @@ tokens, else with Word2Vec; the version's metrics say which (``trainer``, ``trai
 from __future__ import annotations
 
 import os
-import socket
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -30,6 +29,7 @@ import numpy as np
 
 from embstore.embeddings import Embeddings
 from embstore.errors import ConfigError, InputError
+from embstore.processes import HOST, pid_alive
 from embstore.skipgram import MAX_SEQUENCE_TOKENS, SkipGramConfig, rare_items_policy
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ def collected(frame: "DataFrame", column: str, vocab: np.ndarray | None = None,
 
     if scratch is not None:
         remove_abandoned_collections(scratch)
-    tmp = tempfile.mkdtemp(prefix=f"{COLLECT_PREFIX}{socket.gethostname()}-{os.getpid()}-", dir=scratch)
+    tmp = tempfile.mkdtemp(prefix=f"{COLLECT_PREFIX}{HOST}-{os.getpid()}-", dir=scratch)
     try:
         frame.select(column).write.parquet(os.path.join(tmp, "part"))
         parts = sorted(Path(tmp, "part").glob("part-*.parquet"))  # in partition order: the frame's row order
@@ -106,24 +106,14 @@ def remove_abandoned_collections(scratch: str | os.PathLike) -> list[Path]:
     (their process is gone); another host's are left to that host's next run."""
     import shutil
 
-    host, removed = socket.gethostname(), []
+    removed = []
     for path in Path(scratch).glob(f"{COLLECT_PREFIX}*"):
         owner = path.name[len(COLLECT_PREFIX):].rsplit("-", 2)
-        if len(owner) != 3 or owner[0] != host or not owner[1].isdigit() or _alive(int(owner[1])):
+        if len(owner) != 3 or owner[0] != HOST or not owner[1].isdigit() or pid_alive(int(owner[1])):
             continue
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def check_word2vec(config: SkipGramConfig, producer: str) -> None:
